@@ -8,7 +8,32 @@ Sequences are right-padded, which keeps the LSTM eligible for cuDNN on GPU.
 from __future__ import annotations
 
 import keras
-from keras import layers
+from keras import layers, ops
+
+
+@keras.saving.register_keras_serializable(package="seqvision")
+class FrameEncoder(layers.Wrapper):
+    """Apply a per-frame model to every frame in one batched call.
+
+    ``[B, T, H, W, C] -> [B, T, D]`` by folding time into the batch. Keras 3's
+    ``TimeDistributed`` instead calls the model once per time step (or through
+    ``vectorized_map`` when T is unknown), which is slower and, for a variable-length
+    input retraced inside ``predict``, gave different numbers in our tests.
+    """
+
+    def build(self, input_shape):
+        if not self.layer.built:
+            self.layer.build((None, *input_shape[2:]))
+
+    def call(self, frames, training=None):
+        batch, steps = ops.shape(frames)[0], ops.shape(frames)[1]
+        flat = ops.reshape(frames, (-1, *frames.shape[2:]))
+        features = self.layer(flat, training=training)
+        return ops.reshape(features, (batch, steps, *features.shape[1:]))
+
+    def compute_output_shape(self, input_shape):
+        inner = self.layer.compute_output_shape((None, *input_shape[2:]))
+        return (input_shape[0], input_shape[1], *inner[1:])
 
 
 def masked_lstm_head(
@@ -38,6 +63,36 @@ def masked_lstm_head(
     return layers.Dense(num_classes, activation="softmax", dtype="float32", name=f"{name}_probs")(x)
 
 
+def masked_mean_head(
+    sequence,
+    mask,
+    num_classes: int,
+    units: int = 128,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    dropout: float = 0.3,
+    name: str = "head",
+):
+    """Order-free baseline: average ``sequence [B, T, D]`` over valid steps, then an MLP.
+
+    Same signature as ``masked_lstm_head`` (``num_layers`` and ``bidirectional`` unused).
+    """
+    x = layers.GlobalAveragePooling1D(name=f"{name}_masked_mean")(sequence, mask=mask)
+    x = layers.Dense(units, activation="relu", name=f"{name}_dense")(x)
+    x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name=f"{name}_probs")(x)
+
+
+TEMPORAL_HEADS = {"lstm": masked_lstm_head, "mean": masked_mean_head}
+
+
+def temporal_head(head: str):
+    """The head function called ``head`` (a key of ``TEMPORAL_HEADS``)."""
+    if head not in TEMPORAL_HEADS:
+        raise ValueError(f"unknown temporal head {head!r}; choose one of {sorted(TEMPORAL_HEADS)}")
+    return TEMPORAL_HEADS[head]
+
+
 def build_sequence_classifier(
     feature_dim: int,
     num_classes: int,
@@ -48,17 +103,19 @@ def build_sequence_classifier(
     bidirectional: bool = False,
     dropout: float = 0.3,
     input_dropout: float = 0.0,
+    head: str = "lstm",
     name: str = "sequence_classifier",
 ) -> keras.Model:
     """Classifier over per-step vectors: ``{input_name: [B, T, D], "mask": [B, T]} -> [B, K]``.
 
     Used for cached backbone embeddings (``input_name="features"``) and skeletons
-    (``input_name="keypoints"``). ``seq_len=None`` accepts any length.
+    (``input_name="keypoints"``). ``seq_len=None`` accepts any length. ``head`` picks the
+    temporal model from ``TEMPORAL_HEADS`` (``"mean"`` is the order-free baseline).
     """
     features = keras.Input((seq_len, feature_dim), name=input_name)
     mask = keras.Input((seq_len,), dtype="bool", name="mask")
     x = layers.Dropout(input_dropout, name="input_dropout")(features) if input_dropout else features
-    probs = masked_lstm_head(x, mask, num_classes, units, num_layers, bidirectional, dropout)
+    probs = temporal_head(head)(x, mask, num_classes, units, num_layers, bidirectional, dropout)
     return keras.Model({input_name: features, "mask": mask}, probs, name=name)
 
 
@@ -71,30 +128,16 @@ def build_video_classifier(
     num_layers: int = 1,
     bidirectional: bool = False,
     dropout: float = 0.3,
+    head: str = "lstm",
     name: str = "video_classifier",
 ) -> keras.Model:
     """``{"frames": [B, T, H, W, 3] in 0..255, "mask": [B, T] bool} -> [B, K]``.
 
-    ``TimeDistributed(backbone)`` turns each frame into a vector ``[B, T, D]``; the
-    backbone does its own input scaling. ``seq_len=None`` accepts any length.
+    ``FrameEncoder(backbone)`` (a batched ``TimeDistributed``) turns each frame into a
+    vector ``[B, T, D]``; the backbone does its own input scaling. ``seq_len=None`` accepts any length.
     """
     frames = keras.Input((seq_len, img_size, img_size, 3), name="frames")
     mask = keras.Input((seq_len,), dtype="bool", name="mask")
-    features = layers.TimeDistributed(backbone, name="frame_features")(frames)
-    probs = masked_lstm_head(features, mask, num_classes, units, num_layers, bidirectional, dropout)
+    features = FrameEncoder(backbone, name="frame_features")(frames)
+    probs = temporal_head(head)(features, mask, num_classes, units, num_layers, bidirectional, dropout)
     return keras.Model({"frames": frames, "mask": mask}, probs, name=name)
-
-
-def build_orderless_classifier(
-    feature_dim: int,
-    num_classes: int,
-    input_name: str = "features",
-    name: str = "orderless_classifier",
-) -> keras.Model:
-    """Baseline that averages step vectors over valid steps (no temporal order)."""
-    features = keras.Input((None, feature_dim), name=input_name)
-    mask = keras.Input((None,), dtype="bool", name="mask")
-    pooled = layers.GlobalAveragePooling1D(name="masked_mean")(features, mask=mask)
-    x = layers.Dense(128, activation="relu")(pooled)
-    probs = layers.Dense(num_classes, activation="softmax", dtype="float32")(x)
-    return keras.Model({input_name: features, "mask": mask}, probs, name=name)
