@@ -1,0 +1,80 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seqvision.io import read_json
+from seqvision.models import build_sequence_classifier
+from seqvision.training import fit_classifier, make_strategy, prepare_run_dir, resolve_cache
+
+
+def _toy_datasets(seed=0):
+    """Two classes told apart by the sign of the slope of a 1-D sequence."""
+    rng = np.random.default_rng(seed)
+    n, steps = 64, 10
+    slope = np.where(np.arange(n) % 2 == 0, 1.0, -1.0)
+    x = (slope[:, None] * np.linspace(-1, 1, steps)[None] + rng.normal(0, 0.1, (n, steps)))[..., None]
+    x = x.astype("float32")
+    y = (slope < 0).astype("int32")
+    mask = np.ones((n, steps), bool)
+    ds = tf.data.Dataset.from_tensor_slices(({"features": x, "mask": mask}, y))
+    return ds.take(48).batch(8), ds.skip(48).batch(8)
+
+
+class StopAfterEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.stop_epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.stop_epoch:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+def test_fit_writes_run_files_and_resumes_after_interruption(tmp_path):
+    train_ds, val_ds = _toy_datasets()
+    config = {"kind": "toy", "epochs": 4}
+    strategy = make_strategy()
+
+    def build():
+        return build_sequence_classifier(1, 2, units=8, dropout=0.0)
+
+    assert prepare_run_dir(tmp_path, config) is False
+    with pytest.raises(KeyboardInterrupt):
+        fit_classifier(build, train_ds, val_ds, tmp_path, 4, 1e-2, 10, strategy,
+                       extra_callbacks=[StopAfterEpoch(1)])
+    assert (tmp_path / "backup").is_dir()
+    assert (tmp_path / "model.keras").exists()
+
+    with pytest.raises(ValueError, match="other settings"):
+        prepare_run_dir(tmp_path, {**config, "epochs": 5})
+    resuming = prepare_run_dir(tmp_path, config)
+    assert resuming is True
+    model = fit_classifier(build, train_ds, val_ds, tmp_path, 4, 1e-2, 10, strategy, resuming=True)
+
+    epochs = [int(line.split(",")[0]) for line in (tmp_path / "history.csv").read_text().splitlines()[1:]]
+    assert epochs == [0, 1, 2, 3]  # epochs 0-1 before the interruption, 2-3 after: none redone
+    assert not (tmp_path / "backup").exists()
+    assert (tmp_path / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    best = read_json(tmp_path / "best.json")
+    assert 1 <= best["epoch"] <= 4
+    probs = model.predict(val_ds, verbose=0)
+    assert probs.shape == (16, 2)
+
+
+def test_fresh_run_discards_stale_records(tmp_path):
+    (tmp_path / "best.json").write_text(json.dumps({"epoch": 9, "score": [1.0, 0.0]}))
+    (tmp_path / "history.csv").write_text("epoch,loss\n0,1\n")
+    assert prepare_run_dir(tmp_path, {"kind": "toy"}) is False
+    assert not (tmp_path / "best.json").exists() and not (tmp_path / "history.csv").exists()
+    assert read_json(tmp_path / "config.json") == {"kind": "toy"}
+
+
+def test_resolve_cache():
+    assert resolve_cache("auto", 100, 16, 112) is True
+    assert resolve_cache("auto", 100_000, 16, 112) is False
+    assert resolve_cache("none", 1, 1, 1) is False
+    with pytest.raises(ValueError):
+        resolve_cache("disk", 1, 1, 1)
