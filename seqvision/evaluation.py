@@ -89,8 +89,9 @@ def plot_training_curves(history_csv: str | Path, path: str | Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for key, style in ((metric, "-o"), (f"val_{metric}", "-s")):
-            if rows and key in rows[0]:
-                ax.plot(epochs, [float(r[key]) for r in rows], style, label=key, markersize=3)
+            values = [_number(r.get(key)) for r in rows]
+            if any(np.isfinite(values)):
+                ax.plot(epochs, values, style, label=key, markersize=3)
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)
@@ -113,6 +114,14 @@ def save_metrics(metrics: dict, out_dir: str | Path, prefix: str = "eval") -> di
         {"labels": metrics["labels"], "confusion_matrix": metrics["confusion_matrix"]}, indent=2))
     plot_confusion_matrix(metrics["confusion_matrix"], metrics["labels"], paths["confusion_png"])
     return paths
+
+
+def _number(text) -> float:
+    """A CSVLogger cell as float; its ``NA`` (metric absent that epoch) becomes NaN."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _save_figure(fig, path) -> Path:

@@ -53,13 +53,34 @@ class VideoTrainConfig:
     head: str = "lstm"  # "lstm" | "mean" (order-free baseline)
     flip: bool = False
     patience: int = 8
-    cache: str = "auto"  # "auto" | "memory" | "none"
+    cache: str = "auto"  # decoded clips in memory: "auto" | "memory" | "none"
+    weights: str | None = "imagenet"  # mobilenet: "imagenet" | "none" | weights file
+    alpha: float = 1.0  # mobilenet width multiplier
+    hub_handle: str | None = None  # mobilenet from a TF Hub URL or SavedModel folder
+    fine_tune_at: int | None = None  # epoch after which the backbone's top layers train too
+    unfreeze: int = 30  # backbone layers unfrozen for fine-tuning
+    cache_dir: str | None = None  # embedding cache root; None = the user cache folder
+    mixed_precision: bool = False
+    strategy: str = "mirrored"  # "mirrored" | "multiworker" (from TF_CONFIG)
     kind: str = "video"
 
 
-def make_strategy() -> tf.distribute.Strategy:
-    """``MirroredStrategy`` over all visible GPUs, or the CPU when there are none."""
-    strategy = tf.distribute.MirroredStrategy()
+STRATEGIES = ("mirrored", "multiworker")
+
+
+def make_strategy(kind: str = "mirrored") -> tf.distribute.Strategy:
+    """``mirrored``: ``MirroredStrategy`` over all visible GPUs (the CPU when there are none).
+
+    ``multiworker``: ``MultiWorkerMirroredStrategy`` configured from ``TF_CONFIG``.
+    """
+    if kind not in STRATEGIES:
+        raise ValueError(f"unknown strategy {kind!r}; choose one of {STRATEGIES}")
+    if kind == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--strategy multiworker needs TF_CONFIG (see README: multi-worker training)")
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        strategy = tf.distribute.MirroredStrategy()
     log.info("training on %d replica(s): %s", strategy.num_replicas_in_sync,
              ", ".join(d for d in strategy.extended.worker_devices))
     return strategy
@@ -72,11 +93,11 @@ class BestModelCheckpoint(keras.callbacks.Callback):
     beside the model so a resumed run keeps comparing against it.
     """
 
-    def __init__(self, path: Path, monitor: str = "val_accuracy"):
+    def __init__(self, path: Path, record_path: Path, monitor: str = "val_accuracy"):
         super().__init__()
         self.path = Path(path)
         self.monitor = monitor
-        self.record_path = self.path.with_name("best.json")
+        self.record_path = Path(record_path)
         self.best = read_json(self.record_path) if self.record_path.exists() else None
 
     def _score(self, logs: dict) -> tuple[float, float]:
@@ -89,9 +110,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
             return
         score = self._score(logs)
         if self.best is None or score > tuple(self.best["score"]):
-            tmp = self.path.with_name(f".{self.path.stem}.tmp.keras")
-            self.model.save(tmp)
-            os.replace(tmp, self.path)
+            save_model_atomic(self.model, self.path)
             self.best = {"epoch": epoch + 1, "score": list(score),
                          **{k: float(v) for k, v in logs.items()}}
             atomic_write_json(self.record_path, self.best)
@@ -105,9 +124,9 @@ def prepare_run_dir(run_dir: str | Path, config: dict) -> bool:
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    backup = run_dir / "backup"
+    backups = [b for b in run_dir.glob("backup*") if b.is_dir()]
     config_path = run_dir / "config.json"
-    resuming = backup.is_dir() and any(backup.iterdir()) and config_path.exists()
+    resuming = any(any(b.iterdir()) for b in backups) and config_path.exists()
     if resuming:
         saved = read_json(config_path)
         if saved != config:
@@ -116,9 +135,10 @@ def prepare_run_dir(run_dir: str | Path, config: dict) -> bool:
                              "use another --out, or delete its backup/ folder to start over")
         log.info("resuming the interrupted run in %s", run_dir)
     else:
-        shutil.rmtree(backup, ignore_errors=True)
-        for stale in ("best.json", "history.csv"):
-            (run_dir / stale).unlink(missing_ok=True)
+        for backup in backups:
+            shutil.rmtree(backup, ignore_errors=True)
+        for stale in [*run_dir.glob("*best.json"), *run_dir.glob("history*.csv")]:
+            stale.unlink(missing_ok=True)
         atomic_write_json(config_path, config)
     return resuming
 
@@ -134,34 +154,138 @@ def fit_classifier(
     strategy: tf.distribute.Strategy,
     resuming: bool = False,
     extra_callbacks: list | None = None,
+    phase: str = "",
 ) -> keras.Model:
     """Build and compile under ``strategy``, fit with checkpoints, and return the best model.
 
+    ``phase`` names a training stage whose files sit beside the others
+    (``<phase>.keras``, ``<phase>_best.json``, ``backup_<phase>/``, ``history_<phase>.csv``);
+    the default stage writes ``model.keras``, ``best.json``, ``backup/``, ``history.csv``.
     Keras progress goes to stderr so stdout stays free for machine-readable output.
     """
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if strategy.num_replicas_in_sync > 1:
+        train_ds = masks_as_float(train_ds)
+        val_ds = masks_as_float(val_ds) if val_ds is not None else None
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Keras 3 model.fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+        return fit_custom_loop(build_model, train_ds, run_dir, epochs, lr, strategy, phase)
+    suffix = f"_{phase}" if phase else ""
+    checkpoint = run_dir / (f"{phase}.keras" if phase else "model.keras")
+    record = run_dir / (f"{phase}_best.json" if phase else "best.json")
+    history = run_dir / f"history{suffix}.csv"
     with strategy.scope():
         model = build_model()
         model.compile(optimizer=keras.optimizers.Adam(lr),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     monitor = "val_accuracy" if val_ds is not None else "accuracy"
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        BestModelCheckpoint(run_dir / "model.keras", monitor=monitor),
+        keras.callbacks.BackupAndRestore(str(run_dir / f"backup{suffix}")),
+        BestModelCheckpoint(checkpoint, record, monitor=monitor),
         keras.callbacks.EarlyStopping(monitor=monitor.replace("accuracy", "loss"), patience=patience),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming),
+        keras.callbacks.CSVLogger(str(history), append=resuming and history.exists()),
         keras.callbacks.TerminateOnNaN(),
         *(extra_callbacks or []),
     ]
     with contextlib.redirect_stdout(sys.stderr):
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, shuffle=False,
                   verbose=2 if os.environ.get("CI") else 1)
-    if (run_dir / "history.csv").exists():
-        plot_training_curves(run_dir / "history.csv", run_dir / "training_curves.png")
-    best = read_json(run_dir / "best.json")
+    if history.exists():
+        plot_training_curves(history, run_dir / f"training_curves{suffix}.png")
+    best = read_json(record)
     log.info("best epoch %d: %s", best["epoch"],
              ", ".join(f"{k}={v:.4f}" for k, v in best.items() if k not in ("epoch", "score")))
-    return keras.models.load_model(run_dir / "model.keras")
+    with strategy.scope():
+        model.set_weights(keras.models.load_model(checkpoint).get_weights())
+    return model
+
+
+def masks_as_float(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Feed ``mask`` as 0/1 float32 (the model casts it back to bool).
+
+    Keras 3 ``fit`` fails to split bool input tensors over several replicas
+    (``AddN`` has no bool kernel); one replica is unaffected.
+    """
+    def convert(inputs, label):
+        return {**inputs, "mask": tf.cast(inputs["mask"], tf.float32)}, label
+
+    return dataset.map(convert)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
+                                               and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def fit_custom_loop(build_model: Callable[[], keras.Model], train_ds: tf.data.Dataset, run_dir: str | Path,
+                    epochs: int, lr: float, strategy: tf.distribute.Strategy, phase: str = "") -> keras.Model:
+    """Train with ``strategy.run`` (works under ``MultiWorkerMirroredStrategy``).
+
+    ``train_ds`` is batched with the global batch; each worker reads its own shard.
+    Every worker runs the same number of steps (the data repeats), which collective
+    all-reduce needs. Only the chief writes ``model.keras`` / ``history.csv``;
+    there is no validation pass in this mode.
+    """
+    run_dir = Path(run_dir)
+    chief = is_chief(strategy)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    steps = int(train_ds.cardinality())
+    if steps <= 0:
+        steps = sum(1 for _ in train_ds)
+    dist_ds = strategy.experimental_distribute_dataset(train_ds.repeat().with_options(options))
+    with strategy.scope():
+        model = build_model()
+        optimizer = keras.optimizers.Adam(lr)
+        optimizer.build(model.trainable_variables)
+
+    def replica_step(inputs, labels):
+        with tf.GradientTape() as tape:
+            probs = model(inputs, training=True)
+            per_example = keras.losses.sparse_categorical_crossentropy(labels, probs)
+            loss = tf.nn.compute_average_loss(per_example)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probs, -1, output_type=tf.int32),
+                                                 tf.cast(labels, tf.int32)), tf.float32))
+        return loss, correct, tf.cast(tf.size(labels), tf.float32)
+
+    @tf.function
+    def train_step(iterator):
+        loss, correct, count = strategy.run(replica_step, args=next(iterator))
+        reduce = tf.distribute.ReduceOp.SUM
+        return (strategy.reduce(reduce, loss, axis=None) / strategy.num_replicas_in_sync,
+                strategy.reduce(reduce, correct, axis=None), strategy.reduce(reduce, count, axis=None))
+
+    iterator = iter(dist_ds)
+    rows = ["epoch,accuracy,loss"]
+    for epoch in range(epochs):
+        losses, correct, count = [], 0.0, 0.0
+        for _ in range(steps):
+            loss, c, n = train_step(iterator)
+            losses.append(float(loss))
+            correct, count = correct + float(c), count + float(n)
+        rows.append(f"{epoch},{correct / max(count, 1):.6f},{np.mean(losses):.6f}")
+        log.info("epoch %d/%d: loss %.4f, accuracy %.4f", epoch + 1, epochs, np.mean(losses),
+                 correct / max(count, 1))
+    suffix = f"_{phase}" if phase else ""
+    out_dir = run_dir if chief else run_dir / f".worker-{os.getpid()}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_model_atomic(model, out_dir / (f"{phase}.keras" if phase else "model.keras"))
+    from seqvision.io import atomic_write_text
+    atomic_write_text(out_dir / f"history{suffix}.csv", "\n".join(rows) + "\n")
+    atomic_write_json(out_dir / (f"{phase}_best.json" if phase else "best.json"),
+                      {"epoch": epochs, "score": [correct / max(count, 1), -float(np.mean(losses))],
+                       "accuracy": correct / max(count, 1), "loss": float(np.mean(losses))})
+    if chief:
+        plot_training_curves(out_dir / f"history{suffix}.csv", out_dir / f"training_curves{suffix}.png")
+    else:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return model
 
 
 def estimate_cache_bytes(num_clips: int, seq_len: int, img_size: int) -> int:
@@ -177,14 +301,27 @@ def resolve_cache(cache: str, num_clips: int, seq_len: int, img_size: int, limit
     return cache == "memory"
 
 
-def train_video(config: VideoTrainConfig, run_dir: str | Path) -> dict:
-    """Train a frame-backbone + LSTM classifier on ``config.data_dir``; returns the best record."""
-    from seqvision.backbones import build_backbone
-    from seqvision.datasets import clips_in_list, find_clips, make_clip_dataset, split_train_val
-    from seqvision.models import build_video_classifier
+def backbone_options(config: VideoTrainConfig) -> dict:
+    """Keyword arguments of ``build_backbone`` for this config."""
+    if config.backbone == "mobilenet":
+        return {"weights": config.weights, "alpha": config.alpha, "hub_handle": config.hub_handle}
+    return {}
 
-    config = dataclasses.replace(config, img_size=config.img_size or DEFAULT_IMG_SIZE.get(config.backbone, 112))
-    keras.utils.set_random_seed(config.seed)
+
+def backbone_identity(config: VideoTrainConfig) -> dict:
+    """What the embeddings of a frozen backbone depend on (part of the cache key)."""
+    identity = {"name": config.backbone, **backbone_options(config)}
+    weights = identity.get("weights")
+    if weights not in (None, "none", "imagenet") and not identity.get("hub_handle"):
+        stat = Path(weights).stat()
+        identity["weights"] = {"path": str(Path(weights).resolve()), "size": stat.st_size, "mtime": stat.st_mtime}
+    return identity
+
+
+def split_clips(config: VideoTrainConfig):
+    """``(train_clips, val_clips, labels)`` from the data options of ``config``."""
+    from seqvision.datasets import clips_in_list, find_clips, split_train_val
+
     clips = find_clips(config.data_dir)
     if config.train_list:
         clips = clips_in_list(clips, config.train_list)
@@ -201,25 +338,143 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path) -> dict:
     if unknown:
         raise ValueError(f"validation labels missing from training data: {', '.join(unknown)}")
     log.info("%d training clips, %d validation clips, %d classes", len(train_clips), len(val_clips), len(labels))
+    return train_clips, val_clips, labels
 
+
+@contextlib.contextmanager
+def precision_policy(mixed: bool):
+    """Mixed float16 on GPU, bfloat16 elsewhere, for the duration of the block."""
+    previous = keras.config.dtype_policy()
+    if mixed:
+        policy = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+        log.info("mixed precision: %s (the output layer stays float32)", policy)
+        keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def train_video(config: VideoTrainConfig, run_dir: str | Path) -> dict:
+    """Train a frame-backbone + LSTM classifier on ``config.data_dir``; returns the best record.
+
+    ``cnn`` trains end to end on frames. ``mobilenet`` is frozen: its per-frame
+    embeddings are computed once into the embedding cache and only the LSTM head trains
+    on them; with ``fine_tune_at`` the top ``unfreeze`` backbone layers then train end to
+    end on frames at a tenth of the learning rate. Either way ``model.keras`` takes frames.
+    """
+    from seqvision.backbones import build_backbone
+    from seqvision.datasets import make_clip_dataset
+    from seqvision.models import build_video_classifier
+
+    if config.backbone not in DEFAULT_IMG_SIZE:
+        raise ValueError(f"unknown backbone {config.backbone!r}; choose one of {sorted(DEFAULT_IMG_SIZE)}")
+    if config.fine_tune_at is not None and config.backbone != "mobilenet":
+        raise ValueError("--fine-tune-at applies to the pretrained mobilenet backbone only")
+    if config.fine_tune_at is not None and config.hub_handle:
+        raise ValueError("fine-tuning needs the keras.applications MobileNetV2; TF Hub models are used frozen")
+    config = dataclasses.replace(config, img_size=config.img_size or DEFAULT_IMG_SIZE[config.backbone])
+    run_dir = Path(run_dir)
+    keras.utils.set_random_seed(config.seed)
+    train_clips, val_clips, labels = split_clips(config)
     resuming = prepare_run_dir(run_dir, dataclasses.asdict(config))
-    atomic_write_json(Path(run_dir) / "labels.json", labels)
+    atomic_write_json(run_dir / "labels.json", labels)
 
-    strategy = make_strategy()
+    strategy = make_strategy(config.strategy)
     global_batch = config.batch_size * strategy.num_replicas_in_sync
-    cache = resolve_cache(config.cache, len(clips), config.seq_len, config.img_size)
-    common = dict(label_names=labels, seq_len=config.seq_len, img_size=config.img_size,
-                  batch_size=global_batch, cache=cache, seed=config.seed)
-    train_ds = make_clip_dataset(train_clips, training=True, flip=config.flip, **common)
-    val_ds = make_clip_dataset(val_clips, **common) if val_clips else None
+    head_options = dict(units=config.units, num_layers=config.num_layers, bidirectional=config.bidirectional,
+                        dropout=config.dropout, head=config.head)
 
-    def build():
-        backbone = build_backbone(config.backbone, config.img_size)
-        return build_video_classifier(backbone, len(labels), config.img_size, units=config.units,
-                                      num_layers=config.num_layers, bidirectional=config.bidirectional,
-                                      dropout=config.dropout, head=config.head)
+    def frame_datasets():
+        cache = resolve_cache(config.cache, len(train_clips) + len(val_clips), config.seq_len, config.img_size)
+        common = dict(label_names=labels, seq_len=config.seq_len, img_size=config.img_size,
+                      batch_size=global_batch, cache=cache, seed=config.seed)
+        train_ds = make_clip_dataset(train_clips, training=True, flip=config.flip, **common)
+        return train_ds, make_clip_dataset(val_clips, **common) if val_clips else None
 
-    fit_classifier(build, train_ds, val_ds, run_dir, config.epochs, config.lr, config.patience,
-                   strategy, resuming)
-    return read_json(Path(run_dir) / "best.json")
+    with precision_policy(config.mixed_precision):
+        with strategy.scope():
+            backbone = build_backbone(config.backbone, config.img_size, **backbone_options(config))
+        if config.backbone == "cnn":
+            train_ds, val_ds = frame_datasets()
+            fit_classifier(lambda: build_video_classifier(backbone, len(labels), config.img_size, **head_options),
+                           train_ds, val_ds, run_dir, config.epochs, config.lr, config.patience, strategy, resuming)
+            return read_json(run_dir / "best.json")
 
+        model = train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, run_dir, strategy,
+                                         resuming, head_options)
+        if config.fine_tune_at is None or config.fine_tune_at >= config.epochs:
+            return read_json(run_dir / "best.json")
+        unfreeze_top_layers(backbone, config.unfreeze)
+        train_ds, val_ds = frame_datasets()
+        fit_classifier(lambda: model, train_ds, val_ds, run_dir, config.epochs - config.fine_tune_at,
+                       config.lr * 0.1, config.patience, strategy, resuming, phase="finetune")
+        save_model_atomic(keras.models.load_model(run_dir / "finetune.keras"), run_dir / "model.keras")
+        atomic_write_json(run_dir / "best.json", {**read_json(run_dir / "finetune_best.json"), "phase": "finetune"})
+    return read_json(run_dir / "best.json")
+
+
+def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, run_dir, strategy, resuming,
+                             head_options) -> keras.Model:
+    """Cache the frozen backbone's embeddings, train the LSTM head on them, save the frame model.
+
+    Returns the full frames -> probabilities model (backbone + trained head).
+    """
+    from seqvision.datasets import make_feature_dataset
+    from seqvision.embeddings import get_embedding_cache
+    from seqvision.models import build_sequence_classifier, build_video_classifier
+
+    best_path = Path(run_dir) / "best.json"
+    if resuming and best_path.exists() and read_json(best_path).get("phase") == "head":
+        log.info("head training already finished in %s; continuing from its model", run_dir)
+        with strategy.scope():
+            return keras.models.load_model(Path(run_dir) / "model.keras")
+    all_clips = train_clips + val_clips
+    cache = get_embedding_cache(all_clips, backbone, backbone_identity(config), config.seq_len, config.img_size,
+                                config.cache_dir)
+    label_index = {name: i for i, name in enumerate(labels)}
+    y = np.array([label_index[c.label] for c in all_clips], np.int32)
+    rows = np.arange(len(all_clips))
+    usable = cache.lengths > 0
+    train_rows, val_rows = rows[: len(train_clips)][usable[: len(train_clips)]], rows[len(train_clips):][
+        usable[len(train_clips):]]
+    global_batch = config.batch_size * strategy.num_replicas_in_sync
+    train_ds = make_feature_dataset(cache.features, cache.masks, y, train_rows, global_batch, training=True,
+                                    seed=config.seed)
+    val_ds = make_feature_dataset(cache.features, cache.masks, y, val_rows, global_batch) if len(val_rows) else None
+    dim = cache.features.shape[-1]
+    epochs = config.fine_tune_at if config.fine_tune_at is not None else config.epochs
+    head = fit_classifier(lambda: build_sequence_classifier(dim, len(labels), "features", **head_options),
+                          train_ds, val_ds, run_dir, max(1, epochs), config.lr, config.patience, strategy,
+                          resuming, phase="head")
+    with strategy.scope():
+        model = build_video_classifier(backbone, len(labels), config.img_size, **head_options)
+        _copy_head(head, model)
+    save_model_atomic(model, run_dir / "model.keras")
+    atomic_write_json(run_dir / "best.json", {**read_json(run_dir / "head_best.json"), "phase": "head"})
+    return model
+
+
+def _copy_head(head: keras.Model, model: keras.Model) -> None:
+    """Copy the trained head layers (same names in both models) into the frame model."""
+    for layer in head.layers:
+        if layer.weights:
+            model.get_layer(layer.name).set_weights(layer.get_weights())
+
+
+def unfreeze_top_layers(backbone: keras.Model, count: int) -> None:
+    """Make the top ``count`` layers of the backbone's base network trainable, BatchNorm excepted.
+
+    BatchNorm stays frozen (and the base is called with ``training=False``) so its
+    statistics are not ruined by small video batches.
+    """
+    base = next(layer for layer in backbone.layers if isinstance(layer, keras.Model))
+    base.trainable = True
+    for i, layer in enumerate(base.layers):
+        layer.trainable = i >= len(base.layers) - count and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def save_model_atomic(model: keras.Model, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
