@@ -1,0 +1,103 @@
+"""Which frame indices to take from a clip: uniform, stride, every N seconds (pure NumPy).
+
+Every sampler returns sorted, unique ``int64 [T]`` indices inside ``[start, end)`` with
+``end`` clipped to ``num_frames``. None of them repeats or invents a frame: when the range
+holds fewer frames than asked for, the result is shorter and the caller pads (and records the
+true length in the mask).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_range(num_frames, start, end) -> tuple[int, int]:
+    """``[start, stop)`` with ``stop = min(end, num_frames)``; ``stop <= start`` means empty."""
+    num_frames = _check_int("num_frames", num_frames, 0)
+    start = _check_int("start", start, 0)
+    if end is None:
+        return start, num_frames
+    end = _check_int("end", end, 0)
+    if end < start:
+        raise ValueError(f"end ({end}) must be >= start ({start})")
+    return start, min(end, num_frames)
+
+
+def _check_max_len(max_len) -> int | None:
+    return None if max_len is None else _check_int("max_len", max_len, 1)
+
+
+def sample_uniform_indices(num_frames: int, seq_len: int, start: int = 0, end: int | None = None) -> np.ndarray:
+    """``seq_len`` indices spread evenly over ``[start, end)``, TSN-style.
+
+    The range is cut into ``seq_len`` equal segments and the frame at each segment's centre is
+    taken, so the samples cover the whole range. A range of ``seq_len`` frames or fewer gives
+    every frame in it. Returns int64 ``[min(seq_len, frames in range)]``.
+    """
+    seq_len = _check_int("seq_len", seq_len, 1)
+    start, stop = _check_range(num_frames, start, end)
+    n = max(stop - start, 0)
+    if n <= seq_len:
+        return np.arange(start, start + n, dtype=np.int64)
+    k = np.arange(seq_len, dtype=np.int64)
+    # Integer arithmetic: floor((k + 0.5) * n / seq_len) without float rounding surprises.
+    return start + ((2 * k + 1) * n) // (2 * seq_len)
+
+
+def sample_stride_indices(num_frames: int, stride: int, start: int = 0, end: int | None = None,
+                          max_len: int | None = None) -> np.ndarray:
+    """Every ``stride``-th frame from ``start``: ``start, start + stride, …`` below ``end``.
+
+    At most ``max_len`` indices when given. Returns int64 ``[T]``.
+    """
+    stride = _check_int("stride", stride, 1)
+    start, stop = _check_range(num_frames, start, end)
+    max_len = _check_max_len(max_len)
+    if max_len is not None:
+        stop = min(stop, start + stride * max_len)
+    return np.arange(start, max(stop, start), stride, dtype=np.int64)
+
+
+def sample_every_seconds_indices(num_frames: int, fps: float, seconds: float, start: int = 0,
+                                 end: int | None = None, max_len: int | None = None) -> np.ndarray:
+    """One frame every ``seconds``: the frame whose time is nearest ``start / fps + k * seconds``.
+
+    Frame ``i`` is taken to show time ``i / fps`` (constant frame rate). When ``seconds`` is
+    shorter than a frame, several times map to one frame; it is taken once. At most
+    ``max_len`` indices when given. Returns int64 ``[T]``.
+    """
+    fps = _check_positive("fps", fps)
+    seconds = _check_positive("seconds", seconds)
+    start, stop = _check_range(num_frames, start, end)
+    max_len = _check_max_len(max_len)
+    if stop <= start:
+        return np.zeros(0, dtype=np.int64)
+    step = seconds * fps  # frames between samples, may be fractional
+    count = math.floor((stop - 1 - start) / step) + 1  # k with start + k * step <= stop - 1 (before rounding)
+    if max_len is not None:
+        # A sub-frame step repeats frames; enough k to still find max_len distinct ones.
+        count = min(count, max_len * (math.ceil(1 / step) + 1))
+    offsets = np.floor(np.arange(count + 1) * step + 0.5).astype(np.int64)
+    indices = np.unique(start + offsets)
+    indices = indices[indices < stop]
+    return indices[:max_len] if max_len is not None else indices
+
+
+def _check_positive(name: str, value) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value}"
+                         + (" (the video reports no frame rate)" if name == "fps" else ""))
+    return value
