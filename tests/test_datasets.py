@@ -1,0 +1,103 @@
+import logging
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seqvision.datasets import (Clip, augment_clip, clips_in_list, find_clips, load_clip, make_clip_dataset,
+                                split_train_val)
+
+
+def _write_clip(folder, num_frames, size=16, value=None):
+    folder.mkdir(parents=True)
+    for i in range(num_frames):
+        fill = i * 20 if value is None else value
+        cv2.imwrite(str(folder / f"{i:06d}.png"), np.full((size, size, 3), fill, np.uint8))
+
+
+def test_mask_comes_from_true_length_not_pixels(tmp_path):
+    _write_clip(tmp_path / "a" / "black", 3, value=0)  # all-black frames are still real frames
+    _write_clip(tmp_path / "b" / "long", 12)
+    clips = find_clips(tmp_path)
+    ds = make_clip_dataset(clips, ["a", "b"], seq_len=8, img_size=16, batch_size=2)
+    (inputs, labels), = list(ds)
+    assert inputs["frames"].shape == (2, 8, 16, 16, 3) and inputs["frames"].dtype == tf.uint8
+    assert inputs["mask"].dtype == tf.bool
+    np.testing.assert_array_equal(inputs["mask"][0], [1, 1, 1, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(inputs["mask"][1], [1] * 8)
+    np.testing.assert_array_equal(labels, [0, 1])
+    # 12 frames sampled to 8 uniformly, in temporal order, covering the end of the clip.
+    values = inputs["frames"].numpy()[1, :, 0, 0, 0]
+    assert np.all(np.diff(values.astype(int)) > 0) and values[-1] >= 200
+
+
+def test_frame_order_is_numeric_not_lexicographic(tmp_path):
+    clip = tmp_path / "x" / "clip"
+    clip.mkdir(parents=True)
+    for i in range(12):  # unpadded names: lexicographic order would put 10, 11 after 1
+        cv2.imwrite(str(clip / f"{i}.png"), np.full((8, 8, 3), i * 10, np.uint8))
+    frames, length = load_clip(clip, 12, 8)
+    assert length == 12
+    np.testing.assert_array_equal(frames[:, 0, 0, 0], np.arange(12) * 10)
+
+
+def test_group_aware_stratified_split_never_leaks_groups():
+    clips = [Clip(__import__("pathlib").Path(f"/d/{label}/v_{label}_g{g:02d}_c{c:02d}.avi"), label)
+             for label in ("A", "B", "C") for g in range(1, 11) for c in range(1, 4)]
+    train, val = split_train_val(clips, 0.2, seed=0)
+    assert {c.group for c in train}.isdisjoint({c.group for c in val})
+    assert {c.label for c in val} == {"A", "B", "C"}
+    assert 0.1 < len(val) / len(clips) < 0.35
+    assert split_train_val(clips, 0.2, seed=0) == (train, val)
+
+
+def test_clips_without_groups_split_individually_and_small_sets_fail_clearly():
+    from pathlib import Path
+
+    clips = [Clip(Path(f"/d/{l}/clip{i}.mp4"), l) for l in "AB" for i in range(10)]
+    train, val = split_train_val(clips, 0.2)
+    assert len(val) == 4 and not set(train) & set(val)
+    with pytest.raises(ValueError, match="groups"):
+        split_train_val(clips[:3], 0.2)
+
+
+def test_ucf_split_lists(tmp_path):
+    from pathlib import Path
+
+    clips = [Clip(Path(f"/d/{l}/v_{l}_g0{g}_c01.avi"), l) for l in ("Run", "Jump") for g in (1, 2)]
+    listing = tmp_path / "trainlist01.txt"
+    listing.write_text("Run/v_Run_g01_c01.avi 1\nJump/v_Jump_g02_c01.avi 2\nJump/v_Jump_g09_c01.avi 2\n")
+    kept = clips_in_list(clips, listing)
+    assert [c.key for c in kept] == ["Run/v_Run_g01_c01", "Jump/v_Jump_g02_c01"]
+    listing.write_text("Other/v_Other_g01_c01.avi\n")
+    with pytest.raises(ValueError, match="none of"):
+        clips_in_list(clips, listing)
+
+
+def test_augmentation_is_the_same_for_every_frame_of_a_clip():
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    clip = tf.constant(np.repeat(frame, 6, axis=0))
+    generator = tf.random.Generator.from_seed(0)
+    outputs = [augment_clip(clip, generator, 0.5, flip=True).numpy() for _ in range(4)]
+    for out in outputs:
+        assert out.shape == (6, 32, 32, 3)
+        assert all(np.array_equal(out[0], out[t]) for t in range(6))
+    assert any(not np.array_equal(outputs[0], o) for o in outputs[1:])  # random across clips
+
+
+def test_unreadable_video_is_reported_and_dropped(tmp_path, caplog):
+    from seqvision.demo import make_demo_videos
+
+    make_demo_videos(tmp_path / "videos", clips_per_class=1, groups_per_class=1, classes=("grow", "shrink"))
+    bad = tmp_path / "videos" / "grow" / "broken.avi"
+    bad.write_text("this is not a video")
+    clips = find_clips(tmp_path / "videos")
+    assert len(clips) == 3
+    with caplog.at_level(logging.WARNING):
+        batches = list(make_clip_dataset(clips, ["grow", "shrink"], 6, 32, batch_size=4))
+    (inputs, labels), = batches
+    assert len(labels) == 2
+    assert "broken.avi" in caplog.text
+    assert inputs["mask"].numpy().all()
