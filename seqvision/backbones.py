@@ -51,8 +51,75 @@ def build_cnn_backbone(img_size: int, filters: tuple[int, ...] = (32, 64, 128, 1
     return keras.Model(images, features, name=name)
 
 
+@keras.saving.register_keras_serializable(package="seqvision")
+class HubImageFeatures(layers.Layer):
+    """A TF Hub image feature-vector SavedModel as a Keras 3 layer (frozen).
+
+    ``handle`` is a tfhub.dev / Kaggle URL or a local SavedModel folder. Inputs are
+    pixels in 0..255 ``[B, H, W, 3]``; TF Hub image models expect [0, 1], so they are
+    divided by 255 here. Output ``[B, D]``. ``hub.KerasLayer`` is a Keras 2 object that
+    Keras 3 refuses, hence this wrapper around ``hub.load``; the SavedModel's variables
+    are not Keras weights, so the layer is never trained.
+    """
+
+    def __init__(self, handle: str, output_dim: int | None = None, **kwargs):
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
+        self.handle = str(handle)
+        self._module = _load_hub_module(self.handle)
+        self.output_dim = output_dim or _probe_output_dim(self._module)
+
+    def call(self, images):
+        return self._module(ops.cast(images, "float32") / 255.0)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.output_dim)
+
+    def get_config(self):
+        return {**super().get_config(), "handle": self.handle, "output_dim": self.output_dim}
+
+
+def _load_hub_module(handle: str):
+    import tensorflow_hub as hub
+
+    try:
+        return hub.load(handle)
+    except Exception as error:  # hub raises many types (OSError, ValueError, URL errors)
+        raise ValueError(f"cannot load TF Hub model {handle!r}: {error}. Without internet, pass a local "
+                         "SavedModel folder or set TFHUB_CACHE_DIR to a cache that holds it") from None
+
+
+def _probe_output_dim(module) -> int:
+    import tensorflow as tf
+
+    return int(module(tf.zeros((1, 32, 32, 3))).shape[-1])
+
+
+def build_mobilenet_backbone(img_size: int, weights: str | None = "imagenet", alpha: float = 1.0,
+                             hub_handle: str | None = None, name: str = "mobilenet") -> keras.Model:
+    """MobileNetV2 features, ``[B, S, S, 3]`` in 0..255 -> ``[B, 1280]`` (for ``alpha`` <= 1).
+
+    From ``keras.applications`` (``weights``: ``"imagenet"``, ``None`` for random
+    initialisation, or a weights file path; inputs scaled to [-1, 1] as MobileNetV2
+    expects) or, with ``hub_handle``, from a TF Hub feature-vector SavedModel (inputs
+    scaled to [0, 1] as TF Hub image models expect).
+    """
+    images = keras.Input((img_size, img_size, 3), name="images")
+    if hub_handle:
+        features = HubImageFeatures(hub_handle, name="hub_features")(images)
+    else:
+        x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(images)
+        base = keras.applications.MobileNetV2(
+            input_shape=(img_size, img_size, 3), include_top=False, pooling="avg", alpha=alpha,
+            weights=None if weights in (None, "none") else weights)
+        base.trainable = False
+        features = base(x, training=False)
+    return keras.Model(images, features, name=name)
+
+
 BACKBONES = {
     "cnn": build_cnn_backbone,
+    "mobilenet": build_mobilenet_backbone,
 }
 
 

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -188,7 +189,9 @@ def fit_classifier(
         keras.callbacks.TerminateOnNaN(),
         *(extra_callbacks or []),
     ]
-    with contextlib.redirect_stdout(sys.stderr):
+    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+        # Datasets that skip unreadable clips have unknown length; Keras warns at the end of epoch 1.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, shuffle=False,
                   verbose=2 if os.environ.get("CI") else 1)
     if history.exists():

@@ -1,0 +1,214 @@
+"""On-disk cache of per-frame backbone embeddings for frozen-backbone training.
+
+A cache is a folder holding ``features.npy`` (float16 ``[N, T, D]``, memory-mapped,
+zero after each clip's true length), ``lengths.npy`` (int32 ``[N]``), ``backbone.weights.h5``
+(the Keras backbone's weights, so a reused cache always matches the backbone that
+produced it) and ``manifest.json`` (backbone, weights id, image size, T, sampling,
+embedding dim, clip list with labels, file sizes and mtimes). It is built under a
+temporary name and renamed into place only when complete, so a folder with a
+manifest is always whole; a killed run leaves only a ``.partial-*`` folder that is
+ignored and removed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from seqvision.io import atomic_write_json, read_json
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+
+
+@dataclass
+class EmbeddingCache:
+    path: Path
+    features: np.ndarray  # float16 [N, T, D], memory-mapped
+    lengths: np.ndarray  # int32 [N]
+    manifest: dict
+
+    @property
+    def clip_paths(self) -> list[str]:
+        return [c["path"] for c in self.manifest["clips"]]
+
+    @property
+    def masks(self) -> np.ndarray:
+        """bool ``[N, T]``: True for real frames."""
+        return np.arange(self.features.shape[1])[None] < self.lengths[:, None]
+
+
+def default_cache_root() -> Path:
+    """``$SEQVISION_CACHE_DIR``, else ``$XDG_CACHE_HOME/seqvision``, else ``~/.cache/seqvision``."""
+    if os.environ.get("SEQVISION_CACHE_DIR"):
+        return Path(os.environ["SEQVISION_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "seqvision"
+
+
+def cache_key(clips, backbone_id: dict, seq_len: int, img_size: int) -> dict:
+    """Everything the cached numbers depend on (JSON-ready)."""
+    entries = []
+    for clip in clips:
+        path = Path(clip.path)
+        stat = _content_stat(path)
+        entries.append({"path": str(path.resolve()), "label": clip.label, "size": stat[0], "mtime": stat[1]})
+    return {"version": CACHE_VERSION, "backbone": backbone_id, "img_size": img_size, "seq_len": seq_len,
+            "sampling": "uniform", "clips": entries}
+
+
+def _content_stat(path: Path) -> tuple[int, float]:
+    """(bytes, newest mtime) of a video file or a frame folder."""
+    if path.is_dir():
+        stats = [p.stat() for p in path.iterdir() if p.is_file()]
+        return sum(s.st_size for s in stats), max((s.st_mtime for s in stats), default=0.0)
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime
+
+
+def cache_dir_for(key: dict, cache_root: str | Path) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    name = key["backbone"].get("name", "backbone")
+    return Path(cache_root) / "embeddings" / f"{name}-{key['img_size']}px-T{key['seq_len']}-{digest}"
+
+
+def open_embedding_cache(path: str | Path, key: dict | None = None) -> EmbeddingCache | None:
+    """The cache at ``path`` if it is complete (and matches ``key``), else None."""
+    path = Path(path)
+    manifest_path = path / "manifest.json"
+    if not manifest_path.exists():
+        return None
+    manifest = read_json(manifest_path)
+    if key is not None and {k: manifest.get(k) for k in key} != key:
+        return None
+    try:
+        features = np.load(path / "features.npy", mmap_mode="r")
+        lengths = np.load(path / "lengths.npy")
+    except (OSError, ValueError) as error:
+        log.warning("%s: unreadable embedding cache (%s); rebuilding", path, error)
+        return None
+    expected = (len(manifest["clips"]), manifest["seq_len"], manifest["embedding_dim"])
+    if features.shape != expected or lengths.shape != (expected[0],):
+        log.warning("%s: embedding cache has shape %s, manifest says %s; rebuilding", path, features.shape, expected)
+        return None
+    return EmbeddingCache(path, features, lengths, manifest)
+
+
+def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_size: int,
+                          cache_dir: str | Path, batch_frames: int = 256, workers: int | None = None,
+                          progress: bool = True) -> EmbeddingCache:
+    """Decode every clip once, embed its frames in batches of ``batch_frames``, write the cache.
+
+    Decoding runs in a thread pool (OpenCV releases the GIL) ahead of the model calls.
+    Clips that cannot be read are logged and stored with length 0 (all-False mask);
+    callers drop them.
+    """
+    from tqdm import tqdm
+
+    from seqvision.datasets import load_clip
+    from seqvision.video import VideoError
+
+    cache_dir = Path(cache_dir)
+    key = cache_key(clips, backbone_id, seq_len, img_size)
+    cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in cache_dir.parent.glob(f".{cache_dir.name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = cache_dir.parent / f".{cache_dir.name}.partial-{os.getpid()}"
+    tmp.mkdir()
+    dim = int(backbone.output_shape[-1])
+    features = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float16,
+                                         shape=(len(clips), seq_len, dim))
+    lengths = np.zeros(len(clips), np.int32)
+
+    def load(index):
+        try:
+            return index, *load_clip(clips[index].path, seq_len, img_size)
+        except (VideoError, OSError, ValueError) as error:
+            log.warning("skipping %s", error if isinstance(error, VideoError) else f"{clips[index].path}: {error}")
+            return index, None, 0
+
+    pending_frames, pending_rows = [], []  # frames [n, S, S, 3]; (clip index, length)
+
+    def flush():
+        if not pending_frames:
+            return
+        batch = np.concatenate(pending_frames)
+        embedded = np.asarray(backbone.predict_on_batch(batch), np.float32)
+        offset = 0
+        for index, length in pending_rows:
+            features[index, :length] = embedded[offset:offset + length]
+            offset += length
+        pending_frames.clear()
+        pending_rows.clear()
+
+    bar = tqdm(total=len(clips), desc="embedding clips", unit="clip", disable=not progress)
+    queued = 0
+    workers = workers or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool:
+        for index, frames, length in _bounded_map(pool, load, range(len(clips)), ahead=4 * workers):
+            lengths[index] = length
+            if length:
+                pending_frames.append(frames[:length])
+                pending_rows.append((index, length))
+                queued += length
+            if queued >= batch_frames:
+                flush()
+                queued = 0
+            bar.update(1)
+        flush()
+    bar.close()
+    features.flush()
+    del features
+    np.save(tmp / "lengths.npy", lengths)
+    if hasattr(backbone, "save_weights") and backbone.weights:
+        backbone.save_weights(tmp / "backbone.weights.h5")
+    atomic_write_json(tmp / "manifest.json", {**key, "embedding_dim": dim,
+                                             "frames_embedded": int(lengths.sum())})
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    try:
+        os.replace(tmp, cache_dir)
+    except OSError:  # another process (e.g. a second worker) finished the same cache first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if open_embedding_cache(cache_dir, key) is None:
+            raise
+    log.info("embedding cache written: %s (%d clips, %d frames)", cache_dir, len(clips), int(lengths.sum()))
+    cache = open_embedding_cache(cache_dir)
+    assert cache is not None
+    return cache
+
+
+def _bounded_map(pool, fn, items, ahead: int):
+    """``pool.map`` in order, with at most ``ahead`` results decoded but not yet consumed."""
+    from collections import deque
+
+    pending = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def get_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_size: int,
+                        cache_root: str | Path | None = None, **build_options) -> EmbeddingCache:
+    """Reuse the cache for exactly these clips and settings, or build it.
+
+    On reuse, the backbone's weights are set to those stored with the cache.
+    """
+    key = cache_key(clips, backbone_id, seq_len, img_size)
+    path = cache_dir_for(key, cache_root or default_cache_root())
+    cache = open_embedding_cache(path, key)
+    if cache is None:
+        return build_embedding_cache(clips, backbone, backbone_id, seq_len, img_size, path, **build_options)
+    log.info("reusing embedding cache %s", path)
+    if (path / "backbone.weights.h5").exists():
+        backbone.load_weights(path / "backbone.weights.h5")
+    return cache
