@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # as the seqvision CLI does
 os.environ.setdefault("CI", "1")  # one line per epoch in logs instead of progress bars
 
 import keras  # noqa: E402

@@ -1,7 +1,10 @@
 """Shared fixtures: synthetic videos whose frames encode their index, real files, a reference decode."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")  # as the CLI does: see seqvision/cli.py
 
 import cv2
 import numpy as np

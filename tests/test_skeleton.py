@@ -514,3 +514,29 @@ def test_cli_evaluate_and_predict_a_skeleton_run(small_run):
     result = CliRunner().invoke(main, ["evaluate", str(run_dir), str(ann), "--split", "nope"])
     assert result.exit_code != 0 and "no split 'nope'; available splits: test1, train1" in result.output
     assert "Traceback" not in result.output
+
+
+def test_cli_train_skeleton_passes_only_the_options_given(tmp_path):
+    from click.testing import CliRunner
+
+    from seqvision.cli import main
+
+    ann = tmp_path / "synthetic.pkl"
+    make_synthetic_skeleton_dataset(ann, num_per_class=6, num_classes=4, seed=2)
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train-skeleton", str(ann), "--out", str(run_dir), "--train-split", "all",
+                                       "--classes", "0,stand_up", "--label-names", str(_names_file(tmp_path)),
+                                       "--seq-len", "0", "--no-flip", "--epochs", "1", "--units", "8"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["train_split"] is None and config["seq_len"] is None and config["flip"] is False
+    assert config["label_ids"] == [0, 3] and config["units"] == 8 and config["epochs"] == 1
+    defaults = SkeletonTrainConfig()
+    assert config["max_persons"] == defaults.max_persons and config["lr"] == defaults.lr
+    assert json.loads((run_dir / "labels.json").read_text()) == [CLASS_NAMES[0], CLASS_NAMES[3]]
+
+
+def _names_file(tmp_path):
+    path = tmp_path / "names.txt"
+    path.write_text("\n".join(CLASS_NAMES[:4]) + "\n")
+    return path

@@ -1,0 +1,98 @@
+"""End to end through the command line, on synthetic videos plus broken files."""
+import csv
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from seqvision.cli import main
+from seqvision.demo import make_demo_videos
+
+
+@pytest.fixture(scope="module")
+def video_tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    make_demo_videos(root, clips_per_class=6, groups_per_class=3, classes=("move_left", "move_right"))
+    (root / "move_left" / "empty.avi").write_bytes(b"")
+    (root / "move_left" / "notes.avi").write_text("not a video at all\n")
+    good = sorted((root / "move_right").glob("*.avi")) + sorted((root / "move_right").glob("*.mp4"))
+    data = good[0].read_bytes()
+    (root / "move_right" / "truncated.mp4").write_bytes(data[: len(data) // 5])
+    return root
+
+
+def _runner():
+    return CliRunner()
+
+
+def test_extract_frames_reports_bad_files_and_writes_manifest(video_tree, tmp_path):
+    out = tmp_path / "frames"
+    result = _runner().invoke(main, ["extract-frames", str(video_tree), str(out), "--seq-len", "6",
+                                     "--size", "32", "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    rows = list(csv.DictReader(open(out / "manifest.csv")))
+    status = {r["clip"]: r for r in rows}
+    assert status["empty"]["status"] == "failed" and status["empty"]["reason"]
+    assert status["notes"]["status"] == "failed"
+    assert sum(r["status"] == "ok" for r in rows) >= 12
+    assert "empty.avi" in result.output and "notes.avi" in result.output
+    # Re-running skips what is complete.
+    again = _runner().invoke(main, ["extract-frames", str(video_tree), str(out), "--seq-len", "6",
+                                    "--size", "32"])
+    assert again.exit_code == 0
+    assert all(r["status"] in ("skipped", "failed") for r in csv.DictReader(open(out / "manifest.csv")))
+
+
+def test_extract_frames_with_no_usable_video_fails_clearly(tmp_path):
+    (tmp_path / "v" / "a").mkdir(parents=True)
+    (tmp_path / "v" / "a" / "x.avi").write_bytes(b"")
+    result = _runner().invoke(main, ["extract-frames", str(tmp_path / "v"), str(tmp_path / "out")])
+    assert result.exit_code != 0
+    assert "no usable video" in result.output and "Traceback" not in result.output
+    result = _runner().invoke(main, ["extract-frames", str(tmp_path / "missing"), str(tmp_path / "out")])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_train_evaluate_predict_from_videos(video_tree, tmp_path):
+    run = tmp_path / "run"
+    result = _runner().invoke(main, ["train", str(video_tree), "--out", str(run), "--seq-len", "6",
+                                     "--img-size", "32", "--epochs", "2", "--batch-size", "4", "--units", "8"])
+    assert result.exit_code == 0, result.output
+    for name in ("model.keras", "config.json", "labels.json", "history.csv", "training_curves.png", "best.json"):
+        assert (run / name).exists(), name
+    assert json.loads((run / "labels.json").read_text()) == ["move_left", "move_right"]
+
+    result = _runner().invoke(main, ["evaluate", str(run), str(video_tree), "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)  # stdout holds only the JSON object
+    for key in ("accuracy", "mean_class_accuracy", "n", "labels", "per_class", "confusion_matrix"):
+        assert key in metrics
+    assert metrics["n"] == 12 and metrics["skipped"] == 3
+    assert (run / "eval_confusion_matrix.png").exists()
+
+    good = next((video_tree / "move_left").glob("v_*"))
+    result = _runner().invoke(main, ["predict", str(run), str(good), str(video_tree / "move_left" / "empty.avi"),
+                                     "--top-k", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert rows[0]["predictions"][0]["label"] in ("move_left", "move_right")
+    assert "error" in rows[1] and "empty.avi" in rows[1]["error"]
+
+
+def test_evaluate_on_a_non_run_is_a_clear_error(tmp_path, video_tree):
+    result = _runner().invoke(main, ["evaluate", str(tmp_path), str(video_tree)])
+    assert result.exit_code != 0
+    assert "not a run directory" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_demo_learns_temporal_order(tmp_path):
+    result = _runner().invoke(main, ["demo", "--out", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    accuracy = float(re.search(r"test accuracy \(CNN-LSTM\): ([0-9.]+)", result.output).group(1))
+    assert accuracy >= 0.95
+    assert (tmp_path / "demo" / "run" / "training_curves.png").exists()
+    assert (tmp_path / "demo" / "run" / "eval_confusion_matrix.png").exists()
