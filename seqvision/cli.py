@@ -94,8 +94,11 @@ def main(verbose: bool) -> None:
 @click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png", show_default=True,
               help="png is lossless; jpg is smaller.")
 @click.option("--jobs", type=click.IntRange(1), help="Parallel videos (default: all cores).")
+@click.option("--min-decoded-fraction", type=click.FloatRange(0, 1), default=0.9, show_default=True,
+              help="Refuse a video as truncated when fewer of the frames its container lists decode; 0 keeps any.")
 @friendly_errors
-def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, size, image_format, jobs):
+def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, size, image_format, jobs,
+                           min_decoded_fraction):
     """Sample frames from VIDEOS_DIR/<label>/<clip>.* into OUT_DIR/<label>/<clip>/NNNNNN.png."""
     from seqvision.frames import extract_frames
 
@@ -103,7 +106,8 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
         seq_len = 16
         log.info("no sampling given: taking --seq-len 16 frames per clip")
     results = extract_frames(videos_dir, out_dir, seq_len=seq_len, every_seconds=every_seconds, stride=stride,
-                             size=size, image_format=image_format, jobs=jobs)
+                             size=size, image_format=image_format, jobs=jobs,
+                             min_decoded_fraction=min_decoded_fraction)
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "failed")}
     for r in results:
         if r.status == "failed":

@@ -32,7 +32,8 @@ from tqdm import tqdm
 
 from seqvision.io import atomic_write_json, atomic_write_text
 from seqvision.sampling import sample_every_seconds_indices, sample_stride_indices, sample_uniform_indices
-from seqvision.video import VIDEO_EXTENSIONS, VideoError, normalize_size, read_video_frames
+from seqvision.video import (MIN_DECODED_FRACTION, VIDEO_EXTENSIONS, VideoError, normalize_size,
+                             read_video_frames)
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,8 @@ def _write_image(path: Path, frame_rgb: np.ndarray, params: list[int]) -> bool:
     return cv2.imwrite(str(path), cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR), params)
 
 
-def _extract_one(label: str, source: Path, clip_dir: Path, settings: dict) -> ExtractResult:
+def _extract_one(label: str, source: Path, clip_dir: Path, settings: dict,
+                 min_decoded_fraction: float = MIN_DECODED_FRACTION) -> ExtractResult:
     """Read, check and write one clip; every failure becomes a "failed" result, never an exception."""
     sampling = settings["sampling"]
     size = settings["size"]
@@ -181,7 +183,8 @@ def _extract_one(label: str, source: Path, clip_dir: Path, settings: dict) -> Ex
             return result("failed", reason)
         return result("skipped", "", len(meta["indices"]), meta["source_frames"], meta["fps"])
     try:
-        frames, indices, info = read_video_frames(source, size=tuple(size) if size else None, **sampling)
+        frames, indices, info = read_video_frames(source, size=tuple(size) if size else None,
+                                                  min_decoded_fraction=min_decoded_fraction, **sampling)
     except VideoError as error:
         return result("failed", error.reason)
     except Exception as error:  # one odd file must not stop the run; keep the trace for -v
@@ -249,7 +252,8 @@ def write_manifest(results: list[ExtractResult], out_dir: str | Path) -> Path:
 def extract_frames(videos_dir: str | Path, out_dir: str | Path, *, seq_len: int | None = None,
                    every_seconds: float | None = None, stride: int | None = None,
                    size: int | tuple[int, int] | None = None, image_format: str = "png",
-                   jobs: int | None = None, progress: bool = True) -> list[ExtractResult]:
+                   jobs: int | None = None, progress: bool = True,
+                   min_decoded_fraction: float = MIN_DECODED_FRACTION) -> list[ExtractResult]:
     """Extract frames of every video in ``videos_dir/<label>/`` into ``out_dir/<label>/<clip>/``.
 
     Exactly one of ``seq_len`` (uniform over the whole video), ``every_seconds`` or ``stride``.
@@ -257,7 +261,8 @@ def extract_frames(videos_dir: str | Path, out_dir: str | Path, *, seq_len: int 
     ``image_format``: "png" (lossless) or "jpg" (quality 95). ``jobs``: worker processes
     (default ``os.cpu_count()``; 1 runs in this process). Bad videos are logged and reported as
     "failed" results; the run carries on. Returns one result per video found, in
-    :func:`find_videos` order, and writes ``out_dir/manifest.csv``.
+    :func:`find_videos` order, and writes ``out_dir/manifest.csv``. A video that decodes fewer
+    than ``min_decoded_fraction`` of the frames its container lists fails as truncated.
     """
     given = [v for v in (seq_len, every_seconds, stride) if v is not None]
     if len(given) != 1:
@@ -286,13 +291,13 @@ def extract_frames(videos_dir: str | Path, out_dir: str | Path, *, seq_len: int 
     bar.update(len(collisions))
     if jobs == 1 or len(tasks) <= 1:
         for order, (label, source, clip_dir) in tasks:
-            results[order] = _extract_one(label, source, clip_dir, settings)
+            results[order] = _extract_one(label, source, clip_dir, settings, min_decoded_fraction)
             bar.update()
     else:
         # spawn, not fork: the parent may hold TensorFlow / OpenCV threads that fork would copy.
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context) as pool:
-            futures = {pool.submit(_extract_one, label, source, clip_dir, settings): order
+            futures = {pool.submit(_extract_one, label, source, clip_dir, settings, min_decoded_fraction): order
                        for order, (label, source, clip_dir) in tasks}
             for future in as_completed(futures):
                 order = futures[future]

@@ -49,6 +49,11 @@ SEEK_MIN_GAP: int | None = 300
 _SEEKABLE_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".3gp", ".mkv", ".webm", ".avi"})
 
 
+# Containers estimate lengths (mkv/webm from duration x fps) and miss a frame or two; a file that
+# decodes under 90% of its listed frames has lost part of its content.
+MIN_DECODED_FRACTION = 0.9
+
+
 class VideoError(Exception):
     """A video that cannot be read; ``str()`` is ``"PATH: reason"``."""
 
@@ -313,13 +318,18 @@ def _stop_at(mode: str, sampler, wanted: np.ndarray, fps: float, end: int | None
 def read_video_frames(path: str | Path, indices=None, *, seq_len: int | None = None,
                       stride: int | None = None, every_seconds: float | None = None, start: int = 0,
                       end: int | None = None, max_len: int | None = None,
-                      size: int | tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, VideoInfo]:
+                      size: int | tuple[int, int] | None = None,
+                      min_decoded_fraction: float = MIN_DECODED_FRACTION) -> tuple[np.ndarray, np.ndarray, VideoInfo]:
     """Read the frames at ``indices`` or at those a sampling mode picks.
 
     Give explicit ``indices`` (any order, repeats allowed) or exactly one mode:
     ``seq_len`` (uniform over ``[start, end)``, see :func:`sample_uniform_indices`), ``stride``
     or ``every_seconds`` (both optionally capped by ``max_len``). ``size``: an int resizes to a
     square, a pair to ``(width, height)``, with ``cv2.INTER_AREA``.
+
+    A video read to its end that decodes fewer than ``min_decoded_fraction`` of the frames its
+    container lists is refused as truncated or damaged (sampling what is left would cover only
+    part of the action); ``0`` accepts whatever decodes.
 
     Returns ``(frames uint8 [T, H, W, 3] RGB, indices int64 [T], info)``: the frames are those
     at ``indices`` in a full sequential decode. Raises ``VideoError`` (path + reason) for a
@@ -347,6 +357,9 @@ def read_video_frames(path: str | Path, indices=None, *, seq_len: int | None = N
     if first.eof and first.pos == 0:
         raise VideoError(path, f"no decodable frames (codec {fourcc}, metadata claims {metadata_frames} frames)")
     num_frames = first.pos if first.eof else None
+    if num_frames is not None and num_frames < min_decoded_fraction * metadata_frames:
+        raise VideoError(path, f"truncated or damaged: only {num_frames} of the {metadata_frames} frames the "
+                               f"container lists decode (below min_decoded_fraction={min_decoded_fraction})")
     # Past stop_at the sampler's answer no longer depends on the length (see _stop_at).
     final = sampler(num_frames if first.eof else stop_at, fps)
     if mode == "indices" and num_frames is not None and final.max() >= num_frames:

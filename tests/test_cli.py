@@ -36,6 +36,7 @@ def test_extract_frames_reports_bad_files_and_writes_manifest(video_tree, tmp_pa
     status = {r["clip"]: r for r in rows}
     assert status["empty"]["status"] == "failed" and status["empty"]["reason"]
     assert status["notes"]["status"] == "failed"
+    assert status["truncated"]["status"] == "failed" and "truncated" in status["truncated"]["reason"]
     assert sum(r["status"] == "ok" for r in rows) >= 12
     assert "empty.avi" in result.output and "notes.avi" in result.output
     # Re-running skips what is complete.

@@ -55,7 +55,7 @@ def test_extract_good_and_bad_videos(videos, tmp_path):
     assert status[("left", "a.avi")] == ("ok", "")
     assert status[("left", "b.mp4")] == ("ok", "")
     assert status[("right", "c.avi")] == ("ok", "")
-    assert status[("right", "cut.avi")][0] == "ok"  # a truncated AVI still decodes its first part
+    assert status[("right", "cut.avi")][0] == "failed" and "truncated" in status[("right", "cut.avi")][1]
     assert status[("left", "a.mp4")][0] == "failed" and "already taken by a.avi" in status[("left", "a.mp4")][1]
     assert status[("right", "one.avi")] == ("failed", "only 1 decodable frame; a sequence needs at least 2")
     assert status[("right", "empty.avi")] == ("failed", "empty file (0 bytes)")
@@ -69,8 +69,7 @@ def test_extract_good_and_bad_videos(videos, tmp_path):
     assert manifest[("right", "text", "text.avi")]["status"] == "failed"
 
     # Saved PNGs are exactly the sequentially decoded frames at the recorded indices, in order.
-    for label, clip, source in [("left", "a", "a.avi"), ("left", "b", "b.mp4"), ("right", "c", "c.avi"),
-                                ("right", "cut", "cut.avi")]:
+    for label, clip, source in [("left", "a", "a.avi"), ("left", "b", "b.mp4"), ("right", "c", "c.avi")]:
         clip_dir = out / label / clip
         meta = json.loads((clip_dir / "frames.json").read_text())
         reference = sequential_decode(videos / label / source)
@@ -82,8 +81,7 @@ def test_extract_good_and_bad_videos(videos, tmp_path):
             assert np.array_equal(frame, reference[i])
         assert [decode_index(f) for f in frames] == meta["indices"]
     assert not (out / "left" / "a" / "000000.png").is_symlink()
-    assert [(label, d.name) for label, d in list_frame_clips(out)] == [
-        ("left", "a"), ("left", "b"), ("right", "c"), ("right", "cut")]
+    assert [(label, d.name) for label, d in list_frame_clips(out)] == [("left", "a"), ("left", "b"), ("right", "c")]
 
 
 def test_rerun_skips_complete_clips_and_redoes_partial_ones(videos, tmp_path):
@@ -200,9 +198,14 @@ def test_real_videos(shared_data, tmp_path):
     results = {r.clip: r for r in extract_frames(root, tmp_path / "out", seq_len=8, jobs=1, progress=False)}
     assert results["test"].status == "ok" and results["test"].source_frames == 164
     assert results["flipping_a_pancake"].source_frames == 310
-    assert results["corrupted"].status == "ok" and results["corrupted"].source_frames == 28
+    assert results["corrupted"].status == "failed" and "only 28 of the 50 frames" in results["corrupted"].reason
     assert results["av1_video"].status == "failed" and "no decodable frames" in results["av1_video"].reason
     assert results["testsrc2_mpeg4"].reason.startswith("only 1 decodable frame")
+    # A user who accepts damaged files gets exactly the frames that decode.
+    kept = {r.clip: r for r in extract_frames(root, tmp_path / "out", seq_len=8, jobs=1, progress=False,
+                                               min_decoded_fraction=0)}
+    assert kept["corrupted"].status == "ok" and kept["corrupted"].source_frames == 28
+    assert kept["test"].status == "skipped"
     meta = json.loads((tmp_path / "out" / "odd" / "corrupted" / "frames.json").read_text())
     reference = sequential_decode(shared_data / "decord" / "corrupted.mp4")
     for frame, i in zip(read_frame_folder(tmp_path / "out" / "odd" / "corrupted"), meta["indices"]):

@@ -193,7 +193,10 @@ def test_truncated_copies(shared_data, tmp_path):
     avi.write_bytes(data[: len(data) * 3 // 10])
     reference = sequential_decode(avi)
     assert 0 < len(reference) < 164
-    frames, indices, info = read_video_frames(avi, seq_len=8)
+    with pytest.raises(VideoError, match=f"truncated or damaged: only {len(reference)} of the 164 frames"):
+        read_video_frames(avi, seq_len=8)
+    # Asked to keep what decodes, it samples the decodable part exactly.
+    frames, indices, info = read_video_frames(avi, seq_len=8, min_decoded_fraction=0)
     assert info.metadata_frames == 164 and info.num_frames == len(reference)
     assert indices.tolist() == sample_uniform_indices(len(reference), 8).tolist()
     assert_frames_match(frames, indices, reference)
@@ -222,7 +225,7 @@ def test_real_files_match_sequential_decode(shared_data, reference_decode, name)
     reference = reference_decode(path)
     metadata_frames, true_frames = REAL[name]
     assert len(reference) == true_frames
-    frames, indices, info = read_video_frames(path, seq_len=10)
+    frames, indices, info = read_video_frames(path, seq_len=10, min_decoded_fraction=0)
     assert info.num_frames == true_frames and info.metadata_frames == metadata_frames
     assert indices.tolist() == sample_uniform_indices(true_frames, 10).tolist()
     assert_frames_match(frames, indices, reference)
@@ -243,6 +246,16 @@ def test_real_files_with_seeking_match_sequential_decode(shared_data, reference_
     assert_frames_match(frames, indices, reference)
     frames, indices, _ = read_video_frames(path, stride=max(n // 5, 1), start=1, end=n)
     assert_frames_match(frames, indices, reference)
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_real_files_that_lost_frames_are_refused_by_default(shared_data, name):
+    metadata_frames, true_frames = REAL[name]
+    if true_frames >= 0.9 * metadata_frames:  # e.g. the mkv whose duration-based count is one too many
+        assert read_video_frames(shared_data / name, seq_len=4)[2].num_frames == true_frames
+    else:
+        with pytest.raises(VideoError, match=f"only {true_frames} of the {metadata_frames} frames"):
+            read_video_frames(shared_data / name, seq_len=4)
 
 
 def test_inexact_seek_is_caught(shared_data, reference_decode, count_seeks, monkeypatch):
