@@ -66,11 +66,12 @@ class HubImageFeatures(layers.Layer):
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
         self.handle = str(handle)
-        self._module = _load_hub_module(self.handle)
-        self.output_dim = output_dim or _probe_output_dim(self._module)
+        self._module = _load_hub_module(self.handle)  # owns the variables: keep it referenced
+        self._features = _image_function(self._module)
+        self.output_dim = output_dim or _probe_output_dim(self._features)
 
     def call(self, images):
-        return self._module(ops.cast(images, "float32") / 255.0)
+        return self._features(ops.cast(images, "float32") / 255.0)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.output_dim)
@@ -83,10 +84,25 @@ def _load_hub_module(handle: str):
     import tensorflow_hub as hub
 
     try:
-        return hub.load(handle)
+        module = hub.load(handle)
     except Exception as error:  # hub raises many types (OSError, ValueError, URL errors)
         raise ValueError(f"cannot load TF Hub model {handle!r}: {error}. Without internet, pass a local "
                          "SavedModel folder or set TFHUB_CACHE_DIR to a cache that holds it") from None
+    return module
+
+
+def _image_function(module):
+    """The loaded SavedModel's function from images ``[B, H, W, 3]`` in [0, 1] to features."""
+    if callable(module):  # TF Hub feature vectors
+        return module
+    if hasattr(module, "serve"):  # keras Model.export()
+        return module.serve
+    signature = getattr(module, "signatures", {}).get("serving_default")
+    if signature is not None:  # TF1-style or signature-only SavedModels: one image input, one output
+        input_name = next(iter(signature.structured_input_signature[1]))
+        return lambda images: next(iter(signature(**{input_name: images}).values()))
+    raise ValueError(f"TF Hub model {handle!r} is neither callable nor has a 'serve' or 'serving_default' "
+                     "function taking images")
 
 
 def _probe_output_dim(module) -> int:

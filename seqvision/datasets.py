@@ -97,8 +97,14 @@ def split_train_val(clips: list[Clip], val_fraction: float, seed: int = 0) -> tu
     labels = [c.label for c in clips]
     groups = [c.group for c in clips]
     n_splits = max(2, round(1 / val_fraction))
-    if len(set(groups)) < n_splits:
-        raise ValueError(f"cannot hold out {val_fraction:.0%} by group: only {len(set(groups))} groups")
+    n_groups = len(set(groups))
+    if n_groups < 2:
+        raise ValueError(f"cannot hold out a validation set by group: all {len(clips)} clips are in one group; "
+                         "use --val-dir or a split file")
+    if n_groups < n_splits:
+        log.warning("only %d recording groups: holding out 1/%d of them for validation instead of %.0f%%",
+                    n_groups, n_groups, 100 * val_fraction)
+        n_splits = n_groups
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     import warnings
     with warnings.catch_warnings():

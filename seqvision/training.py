@@ -396,7 +396,10 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path) -> dict:
         return train_ds, make_clip_dataset(val_clips, **common) if val_clips else None
 
     with precision_policy(config.mixed_precision):
-        with strategy.scope():
+        # Functions restored from a SavedModel loaded under a strategy scope fail when called in a
+        # replica (TF: "graph generated from the cross-replica context"); the Hub model is frozen,
+        # so plain variables lose nothing.
+        with contextlib.nullcontext() if config.hub_handle else strategy.scope():
             backbone = build_backbone(config.backbone, config.img_size, **backbone_options(config))
         if config.backbone == "cnn":
             train_ds, val_ds = frame_datasets()

@@ -52,14 +52,19 @@ def test_group_aware_stratified_split_never_leaks_groups():
     assert split_train_val(clips, 0.2, seed=0) == (train, val)
 
 
-def test_clips_without_groups_split_individually_and_small_sets_fail_clearly():
+def test_clips_without_groups_split_individually_and_small_sets_still_split_by_group():
     from pathlib import Path
 
     clips = [Clip(Path(f"/d/{l}/clip{i}.mp4"), l) for l in "AB" for i in range(10)]
     train, val = split_train_val(clips, 0.2)
     assert len(val) == 4 and not set(train) & set(val)
-    with pytest.raises(ValueError, match="groups"):
-        split_train_val(clips[:3], 0.2)
+    # Fewer groups than 1/fraction: hold out one group, still leak-free.
+    few = [Clip(Path(f"/d/{l}/v_{l}_g{g:02d}_c01.avi"), l) for l in "AB" for g in (1, 2, 3)]
+    train, val = split_train_val(few, 0.2)
+    assert len({c.group for c in val}) == 1 and {c.group for c in train}.isdisjoint({c.group for c in val})
+    one_group = [Clip(Path(f"/d/{l}/v_{l}_g01_c{c:02d}.avi"), l) for l in "AB" for c in (1, 2)]
+    with pytest.raises(ValueError, match="one group"):
+        split_train_val(one_group, 0.2)
 
 
 def test_ucf_split_lists(tmp_path):

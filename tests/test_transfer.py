@@ -71,6 +71,23 @@ def test_keras_applications_and_hub_paths_give_the_same_features(saved_mobilenet
     assert np.abs(fresh - a).max() > 1e-3 * np.abs(a).max()
 
 
+def test_hub_path_takes_a_keras_export_and_works_under_a_strategy(tmp_path):
+    # A Keras Model.export() SavedModel has a `serve` endpoint instead of __call__.
+    inputs = keras.Input((IMG, IMG, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(6, 3, activation="relu")(inputs))
+    small = keras.Model(inputs, pooled)
+    small.export(str(tmp_path / "exported"), verbose=False)
+    frames = np.random.default_rng(2).integers(0, 256, (5, IMG, IMG, 3)).astype("float32")
+    expected = np.asarray(small(frames / 255.0))
+    assert expected.std() > 1e-4
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    backbone = build_backbone("mobilenet", IMG, hub_handle=str(tmp_path / "exported"))
+    with strategy.scope():  # models built in the scope around a backbone loaded outside it
+        model = keras.Sequential([backbone, keras.layers.Dense(2)])
+    np.testing.assert_allclose(backbone.predict_on_batch(frames), expected, rtol=1e-5, atol=1e-6)
+    assert model.predict_on_batch(frames).shape == (5, 2)
+
+
 def test_hub_handle_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="cannot load TF Hub model"):
         build_backbone("mobilenet", IMG, hub_handle=str(tmp_path / "missing"))
