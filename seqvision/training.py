@@ -144,6 +144,13 @@ def prepare_run_dir(run_dir: str | Path, config: dict) -> bool:
     return resuming
 
 
+def cosine_learning_rate(lr: float, epoch: int, epochs: int, final_fraction: float = 0.05) -> float:
+    """Learning rate of ``epoch`` (0-based): cosine decay from ``lr`` to ``final_fraction * lr``
+    at the last of ``epochs``, so the last epochs settle instead of jumping around."""
+    progress = epoch / max(epochs - 1, 1)
+    return float(lr * (final_fraction + (1 - final_fraction) * 0.5 * (1 + np.cos(np.pi * min(progress, 1.0)))))
+
+
 def fit_classifier(
     build_model: Callable[[], keras.Model],
     train_ds: tf.data.Dataset,
@@ -158,6 +165,8 @@ def fit_classifier(
     phase: str = "",
 ) -> keras.Model:
     """Build and compile under ``strategy``, fit with checkpoints, and return the best model.
+
+    Adam at ``lr`` with per-epoch cosine decay (:func:`cosine_learning_rate`).
 
     ``phase`` names a training stage whose files sit beside the others
     (``<phase>.keras``, ``<phase>_best.json``, ``backup_<phase>/``, ``history_<phase>.csv``);
@@ -183,6 +192,7 @@ def fit_classifier(
     monitor = "val_accuracy" if val_ds is not None else "accuracy"
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / f"backup{suffix}")),
+        keras.callbacks.LearningRateScheduler(lambda epoch: cosine_learning_rate(lr, epoch, epochs)),
         BestModelCheckpoint(checkpoint, record, monitor=monitor),
         keras.callbacks.EarlyStopping(monitor=monitor.replace("accuracy", "loss"), patience=patience),
         keras.callbacks.CSVLogger(str(history), append=resuming and history.exists()),

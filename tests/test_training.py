@@ -1,3 +1,4 @@
+import csv
 import json
 
 import keras
@@ -7,7 +8,7 @@ import tensorflow as tf
 
 from seqvision.io import read_json
 from seqvision.models import build_sequence_classifier
-from seqvision.training import fit_classifier, make_strategy, prepare_run_dir, resolve_cache
+from seqvision.training import cosine_learning_rate, fit_classifier, make_strategy, prepare_run_dir, resolve_cache
 
 
 def _toy_datasets(seed=0):
@@ -54,8 +55,11 @@ def test_fit_writes_run_files_and_resumes_after_interruption(tmp_path):
     assert resuming is True
     model = fit_classifier(build, train_ds, val_ds, tmp_path, 4, 1e-2, 10, strategy, resuming=True)
 
-    epochs = [int(line.split(",")[0]) for line in (tmp_path / "history.csv").read_text().splitlines()[1:]]
-    assert epochs == [0, 1, 2, 3]  # epochs 0-1 before the interruption, 2-3 after: none redone
+    rows = list(csv.DictReader(open(tmp_path / "history.csv")))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]  # 0-1 before the interruption, 2-3 after: none redone
+    # The cosine schedule carries on where the interrupted run stopped.
+    np.testing.assert_allclose([float(r["learning_rate"]) for r in rows],
+                               [cosine_learning_rate(1e-2, e, 4) for e in range(4)], rtol=1e-5)
     assert not (tmp_path / "backup").exists()
     assert (tmp_path / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
     best = read_json(tmp_path / "best.json")
@@ -78,3 +82,10 @@ def test_resolve_cache():
     assert resolve_cache("none", 1, 1, 1) is False
     with pytest.raises(ValueError):
         resolve_cache("disk", 1, 1, 1)
+
+
+def test_cosine_learning_rate_decays_from_lr_to_five_percent():
+    rates = [cosine_learning_rate(1e-3, e, 10) for e in range(10)]
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(5e-5)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert cosine_learning_rate(1e-3, 0, 1) == pytest.approx(1e-3)
