@@ -89,3 +89,25 @@ def test_cosine_learning_rate_decays_from_lr_to_five_percent():
     assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(5e-5)
     assert all(a > b for a, b in zip(rates, rates[1:]))
     assert cosine_learning_rate(1e-3, 0, 1) == pytest.approx(1e-3)
+
+
+def test_mixed_precision_keeps_probabilities_float32_and_restores_the_policy(tmp_path):
+    from seqvision.backbones import build_backbone
+    from seqvision.models import build_video_classifier
+    from seqvision.training import precision_policy
+
+    before = keras.config.dtype_policy().name
+    with precision_policy(True):
+        policy = keras.config.dtype_policy().name
+        assert policy == ("mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16")
+        model = build_video_classifier(build_backbone("cnn", 16, filters=(4, 8)), 2, 16, units=8)
+        lstm = next(layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.LSTM))
+        assert lstm.compute_dtype == policy.split("_")[1] and lstm.variable_dtype == "float32"
+        frames = np.random.default_rng(0).integers(0, 256, (4, 3, 16, 16, 3)).astype("float32")
+        probs = model.predict_on_batch({"frames": frames, "mask": np.ones((4, 3), bool)})
+        assert probs.dtype == np.float32 and np.allclose(probs.sum(-1), 1, atol=1e-3)
+        train_ds, val_ds = _toy_datasets()
+        fit_classifier(lambda: build_sequence_classifier(1, 2, units=8, dropout=0.0), train_ds, val_ds, tmp_path,
+                       1, 1e-2, 5, make_strategy())
+    assert keras.config.dtype_policy().name == before
+    assert (tmp_path / "model.keras").exists()
