@@ -19,6 +19,7 @@ os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 import click  # noqa: E402
 
 from seqvision.backbones import BACKBONES  # noqa: E402
+from seqvision.video import MIN_DECODED_FRACTION  # noqa: E402
 
 log = logging.getLogger("seqvision")
 
@@ -48,13 +49,9 @@ def _setup_logging(verbose: bool) -> None:
 def _user_errors():
     """Errors caused by input (bad paths, bad files, bad settings), shown without traceback."""
     from seqvision.video import VideoError
-    errors = [ValueError, FileNotFoundError, NotADirectoryError, PermissionError, VideoError]
-    try:
-        from seqvision.skeleton import SkeletonDataError
-        errors.append(SkeletonDataError)
-    except ImportError:
-        pass
-    return tuple(errors)
+
+    # SkeletonDataError is a ValueError.
+    return (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, VideoError)
 
 
 def friendly_errors(command):
@@ -94,7 +91,7 @@ def main(verbose: bool) -> None:
 @click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png", show_default=True,
               help="png is lossless; jpg is smaller.")
 @click.option("--jobs", type=click.IntRange(1), help="Parallel videos (default: all cores).")
-@click.option("--min-decoded-fraction", type=click.FloatRange(0, 1), default=0.9, show_default=True,
+@click.option("--min-decoded-fraction", type=click.FloatRange(0, 1), default=MIN_DECODED_FRACTION, show_default=True,
               help="Refuse a video as truncated when fewer of the frames its container lists decode; 0 keeps any.")
 @friendly_errors
 def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, size, image_format, jobs,

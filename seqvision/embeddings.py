@@ -166,6 +166,9 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
     bar.close()
     features.flush()
     del features
+    if not lengths.any():
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ValueError(f"none of the {len(clips)} clips could be read (see the warnings above); no cache written")
     np.save(tmp / "lengths.npy", lengths)
     if hasattr(backbone, "save_weights") and backbone.weights:
         backbone.save_weights(tmp / "backbone.weights.h5")

@@ -202,8 +202,12 @@ def fit_classifier(
     with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
         # Datasets that skip unreadable clips have unknown length; Keras warns at the end of epoch 1.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, shuffle=False,
-                  verbose=2 if os.environ.get("CI") else 1)
+        try:
+            model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, shuffle=False,
+                      verbose=2 if os.environ.get("CI") else 1)
+        except StopIteration:  # what fit raises when the dataset yields no batch at all
+            raise ValueError("the training data yielded no batch: every training clip was unreadable "
+                             "(see the warnings above)") from None
     if history.exists():
         plot_training_curves(history, run_dir / f"training_curves{suffix}.png")
     best = read_json(record)

@@ -97,3 +97,20 @@ def test_demo_learns_temporal_order(tmp_path):
     assert accuracy >= 0.95
     assert (tmp_path / "demo" / "run" / "training_curves.png").exists()
     assert (tmp_path / "demo" / "run" / "eval_confusion_matrix.png").exists()
+
+
+def test_train_and_embed_with_no_readable_clip_fail_clearly(tmp_path):
+    (tmp_path / "v" / "a").mkdir(parents=True)
+    (tmp_path / "v" / "a" / "empty.avi").write_bytes(b"")
+    (tmp_path / "v" / "a" / "notes.avi").write_text("not a video\n")
+    (tmp_path / "v" / "b").mkdir()
+    (tmp_path / "v" / "b" / "x.avi").write_bytes(b"")
+    (tmp_path / "v" / "b" / "y.avi").write_text("also not a video\n")
+    result = _runner().invoke(main, ["train", str(tmp_path / "v"), "--out", str(tmp_path / "run"), "--epochs", "1",
+                                     "--img-size", "16", "--seq-len", "2", "--val-split", "0.5"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "every training clip was unreadable" in result.output and "empty.avi" in result.output
+    result = _runner().invoke(main, ["embed", str(tmp_path / "v"), "--weights", "none", "--img-size", "32",
+                                     "--out", str(tmp_path / "cache")])
+    assert result.exit_code == 1 and "none of the 4 clips could be read" in result.output, result.output
+    assert not any((tmp_path / "cache").rglob("manifest.json"))
