@@ -97,18 +97,15 @@ def main(verbose: bool) -> None:
 def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, size, image_format, jobs,
                            min_decoded_fraction):
     """Sample frames from VIDEOS_DIR/<label>/<clip>.* into OUT_DIR/<label>/<clip>/NNNNNN.png."""
-    from seqvision.frames import extract_frames
+    from seqvision.frames import DEFAULT_SEQ_LEN, extract_frames
 
     if sum(x is not None for x in (seq_len, every_seconds, stride)) == 0:
-        seq_len = 16
-        log.info("no sampling given: taking --seq-len 16 frames per clip")
+        seq_len = DEFAULT_SEQ_LEN
+        log.info("no sampling given: taking --seq-len %d frames per clip", seq_len)
     results = extract_frames(videos_dir, out_dir, seq_len=seq_len, every_seconds=every_seconds, stride=stride,
                              size=size, image_format=image_format, jobs=jobs,
                              min_decoded_fraction=min_decoded_fraction)
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "failed")}
-    for r in results:
-        if r.status == "failed":
-            log.warning("failed: %s: %s", r.source, r.reason)
     log.info("%d extracted, %d already complete, %d failed; manifest: %s",
              counts["ok"], counts["skipped"], counts["failed"], os.path.join(out_dir, "manifest.csv"))
     if counts["ok"] + counts["skipped"] == 0:
@@ -137,8 +134,8 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
 @click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Clips per replica.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
-@click.option("--val-split", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
-              help="Held-out share, stratified and group-aware (UCF101 _gNN_).")
+@click.option("--val-split", type=click.FloatRange(0, 0.5), default=0.2, show_default=True,
+              help="Held-out share, stratified and group-aware (UCF101 _gNN_); 0 = no validation.")
 @click.option("--val-dir", type=click.Path(exists=True, file_okay=False), help="Separate validation folder.")
 @click.option("--train-list", type=click.Path(exists=True, dir_okay=False), help="UCF101 trainlistNN.txt.")
 @click.option("--val-list", type=click.Path(exists=True, dir_okay=False), help="UCF101 testlistNN.txt.")
@@ -268,8 +265,9 @@ def predict_command(run_dir, inputs, split, top_k, as_json):
 @click.option("--train-split", help="Split to train on; 'all' = every annotation (files without splits) "
               "[default: train1].")
 @click.option("--val-split", help="Split to validate on [default: hold out --val-fraction of the training split].")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True),
-              help="Held-out share of the training split, stratified and group-aware [default: 0.1].")
+@click.option("--val-fraction", type=click.FloatRange(0, 0.5),
+              help="Held-out share of the training split, stratified and group-aware; 0 = no validation "
+              "[default: 0.1].")
 @click.option("--classes", help="Comma-separated label ids or names to keep [default: all].")
 @click.option("--label-names", type=click.Path(exists=True, dir_okay=False), help="Text file, line i names label i.")
 @click.option("--seq-len", type=click.IntRange(0), help="Frames sampled uniformly per sequence; 0 = full length "

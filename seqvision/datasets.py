@@ -92,11 +92,11 @@ def split_train_val(clips: list[Clip], val_fraction: float, seed: int = 0) -> tu
     """Stratified, group-aware split: clips of one group never land on both sides."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if not 0 < val_fraction <= 0.5:
+        raise ValueError(f"val_fraction must be in (0, 0.5], got {val_fraction}")
     labels = [c.label for c in clips]
     groups = [c.group for c in clips]
-    n_splits = max(2, round(1 / val_fraction))
+    n_splits = int(1 / val_fraction + 0.5)  # one fold of a k-fold split is held out: 1/k ≈ val_fraction
     n_groups = len(set(groups))
     if n_groups < 2:
         raise ValueError(f"cannot hold out a validation set by group: all {len(clips)} clips are in one group; "
@@ -176,7 +176,8 @@ def make_clip_dataset(
     ds = tf.data.Dataset.from_tensor_slices((paths, labels))
     if training:
         ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    # Deterministic order: multi-worker DATA sharding needs every worker to see the same sequence.
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.filter(lambda frames, length, label: length > 0)
     if cache:
         ds = ds.cache()

@@ -110,10 +110,13 @@ def make_demo_videos(out_dir: str | Path, clips_per_class: int = 40, groups_per_
     marker = out_dir / "dataset.json"
     if marker.exists() and _read(marker) == settings:
         return out_dir
+    marker.unlink(missing_ok=True)
     rng = np.random.default_rng(seed)
     scenes = [_random_scene(rng) for _ in range(groups_per_class)]
     for label in classes:
         (out_dir / label).mkdir(parents=True, exist_ok=True)
+        for old in (out_dir / label).glob(f"v_{label}_g*"):  # videos of other settings, or left by a killed run
+            old.unlink()
         for c in range(clips_per_class):
             group = c % groups_per_class
             fourcc, ext = DEMO_CODECS[int(rng.integers(len(DEMO_CODECS)))]

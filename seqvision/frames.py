@@ -38,6 +38,7 @@ from seqvision.video import (MIN_DECODED_FRACTION, VIDEO_EXTENSIONS, VideoError,
 log = logging.getLogger(__name__)
 
 MIN_FRAMES = 2
+DEFAULT_SEQ_LEN = 16  # the CLI's sampling when none is given
 # OpenCV's PNG defaults (level 1, RLE, sub filter) encode ~1.6x faster than an explicit level 1
 # with libpng's adaptive filters, for files ~15% larger; still lossless.
 IMAGE_FORMATS = {"png": [], "jpg": [cv2.IMWRITE_JPEG_QUALITY, 95]}
@@ -86,10 +87,19 @@ def find_videos(videos_dir: str | Path) -> list[tuple[str, Path]]:
 
 
 def _frame_files(clip_dir: Path) -> list[Path]:
-    """Image files named by an integer, in numeric order (never glob order: 10 sorts before 9)."""
-    files = [p for p in clip_dir.iterdir()
-             if p.suffix.lower() in IMAGE_SUFFIXES and p.stem.isdigit() and _visible(p)]
-    return sorted(files, key=lambda p: int(p.stem))
+    """Image files named by an integer, in numeric order (never glob order: 10 sorts before 9).
+
+    Raises ValueError when two files carry the same number (``1.png`` and ``000001.png``,
+    or ``000001.png`` and ``000001.jpg``): their order would be a guess.
+    """
+    files = sorted((p for p in clip_dir.iterdir()
+                    if p.suffix.lower() in IMAGE_SUFFIXES and p.stem.isascii() and p.stem.isdecimal()
+                    and _visible(p)), key=lambda p: (int(p.stem), p.name))
+    for before, after in zip(files, files[1:]):
+        if int(before.stem) == int(after.stem):
+            raise ValueError(f"{clip_dir}: {before.name} and {after.name} are both frame {int(before.stem)}; "
+                             "keep one")
+    return files
 
 
 def read_frame_folder(clip_dir: str | Path, size: int | tuple[int, int] | None = None,
@@ -135,7 +145,12 @@ def list_frame_clips(frames_dir: str | Path) -> list[tuple[str, Path]]:
     return [(label_dir.name, clip_dir)
             for label_dir in sorted(frames_dir.iterdir()) if label_dir.is_dir() and _visible(label_dir)
             for clip_dir in sorted(label_dir.iterdir())
-            if clip_dir.is_dir() and _visible(clip_dir) and _frame_files(clip_dir)]
+            if clip_dir.is_dir() and _visible(clip_dir) and _has_frame_files(clip_dir)]
+
+
+def _has_frame_files(clip_dir: Path) -> bool:
+    return any(p.suffix.lower() in IMAGE_SUFFIXES and p.stem.isascii() and p.stem.isdecimal() and _visible(p)
+               for p in clip_dir.iterdir())
 
 
 def _settings(seq_len, every_seconds, stride, size, image_format) -> dict:
@@ -145,19 +160,32 @@ def _settings(seq_len, every_seconds, stride, size, image_format) -> dict:
     return {"sampling": sampling, "size": list(size) if size else None, "image_format": image_format}
 
 
+def _source_stamp(source: Path) -> dict:
+    """Size and modification time of ``source``: a video replaced under the same name differs."""
+    stat = source.stat()
+    return {"source_bytes": stat.st_size, "source_mtime_ns": stat.st_mtime_ns}
+
+
 def _previous(clip_dir: Path, source: Path, settings: dict) -> tuple[dict | None, str]:
     """``(frames.json, "")`` for a complete earlier extraction of ``source`` with these settings,
     else ``(None, reason)``."""
     try:
         meta = json.loads((clip_dir / "frames.json").read_text())
     except (OSError, ValueError):
+        meta = None
+    if not (isinstance(meta, dict) and isinstance(meta.get("indices"), list)
+            and all(k in meta for k in ("source", "source_frames", "fps"))):
         return None, f"{clip_dir} exists but has no valid frames.json; delete it to extract again"
-    if Path(meta.get("source", "")).name != source.name:  # by name: the videos folder may have moved
-        return None, f"{clip_dir} holds frames of {meta.get('source')}; rename one of the videos"
+    if Path(str(meta["source"])).name != source.name:  # by name: the videos folder may have moved
+        return None, f"{clip_dir} holds frames of {meta['source']}; rename one of the videos"
     if {k: meta.get(k) for k in settings} != settings:
         return None, (f"{clip_dir} was extracted with other settings ({meta.get('sampling')}, "
                       f"size {meta.get('size')}, {meta.get('image_format')}); delete it or use another OUT_DIR")
-    if len(_frame_files(clip_dir)) != len(meta.get("indices", [])):
+    try:
+        complete = len(_frame_files(clip_dir)) == len(meta["indices"])
+    except (OSError, ValueError):
+        complete = False
+    if not complete:
         return None, f"{clip_dir}: frame files do not match frames.json; delete it to extract again"
     return meta, ""
 
@@ -177,11 +205,18 @@ def _extract_one(label: str, source: Path, clip_dir: Path, settings: dict,
         return ExtractResult(label, clip_dir.name, str(source), status, reason, written, source_frames,
                              float(fps), clip_dir)
 
-    if clip_dir.exists():
+    try:
+        stamp = _source_stamp(source)
+    except OSError as error:
+        return result("failed", f"cannot read: {error.strerror or error}")
+    replace = clip_dir.exists()
+    if replace:
         meta, reason = _previous(clip_dir, source, settings)
         if meta is None:
             return result("failed", reason)
-        return result("skipped", "", len(meta["indices"]), meta["source_frames"], meta["fps"])
+        if all(meta.get(k) == v for k, v in stamp.items()):
+            return result("skipped", "", len(meta["indices"]), meta["source_frames"], meta["fps"])
+        log.info("%s changed since %s was extracted; extracting again", source, clip_dir)
     try:
         frames, indices, info = read_video_frames(source, size=tuple(size) if size else None,
                                                   min_decoded_fraction=min_decoded_fraction, **sampling)
@@ -206,9 +241,16 @@ def _extract_one(label: str, source: Path, clip_dir: Path, settings: dict,
             raise OSError(f"cannot write {paths[written.index(False)]}")
         atomic_write_json(partial / "frames.json", {
             "source": str(source), "indices": indices.tolist(), "source_frames": info.num_frames,
-            "fps": info.fps, "width": int(frames.shape[2]), "height": int(frames.shape[1]), **settings})
-        os.rename(partial, clip_dir)
-    except OSError as error:
+            "fps": info.fps, "width": int(frames.shape[2]), "height": int(frames.shape[1]), **stamp, **settings})
+        if replace:  # the old folder moves aside under a partial name, which a later run removes
+            old = clip_dir.parent / f".{clip_dir.name}.partial-old-{os.getpid()}"
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(clip_dir, old)
+            os.rename(partial, clip_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(partial, clip_dir)
+    except (OSError, cv2.error) as error:
         shutil.rmtree(partial, ignore_errors=True)
         return result("failed", f"cannot write frames: {error}")
     return result("ok", "", len(frames), info.num_frames, info.fps)
@@ -276,6 +318,8 @@ def extract_frames(videos_dir: str | Path, out_dir: str | Path, *, seq_len: int 
         sample_stride_indices(0, stride)
     else:
         sample_every_seconds_indices(0, 1.0, every_seconds)
+    if not 0 <= min_decoded_fraction <= 1:
+        raise ValueError(f"min_decoded_fraction must be in [0, 1], got {min_decoded_fraction}")
     settings = _settings(seq_len, every_seconds, stride, normalize_size(size), image_format)
     jobs = (os.cpu_count() or 1) if jobs is None else jobs
     if jobs < 1:

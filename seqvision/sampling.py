@@ -82,13 +82,15 @@ def sample_every_seconds_indices(num_frames: int, fps: float, seconds: float, st
     if stop <= start:
         return np.zeros(0, dtype=np.int64)
     step = seconds * fps  # frames between samples, may be fractional
+    if step <= 1:  # consecutive sample times round to consecutive (or equal) frames: every frame
+        return np.arange(start, stop if max_len is None else min(stop, start + max_len), dtype=np.int64)
+    if step >= stop - start:  # the second sample would fall past the end (a huge step may even be inf)
+        return np.array([start], dtype=np.int64)
     count = math.floor((stop - 1 - start) / step) + 1  # k with start + k * step <= stop - 1 (before rounding)
     if max_len is not None:
-        # A sub-frame step repeats frames; enough k to still find max_len distinct ones.
-        count = min(count, max_len * (math.ceil(1 / step) + 1))
-    offsets = np.floor(np.arange(count + 1) * step + 0.5).astype(np.int64)
-    indices = np.unique(start + offsets)
-    indices = indices[indices < stop]
+        count = min(count, max_len)
+    offsets = np.floor(np.arange(count + 1) * step + 0.5)  # float: a huge step must not overflow int64
+    indices = start + offsets[offsets < stop - start].astype(np.int64)
     return indices[:max_len] if max_len is not None else indices
 
 

@@ -338,6 +338,8 @@ def read_video_frames(path: str | Path, indices=None, *, seq_len: int | None = N
     """
     path = Path(path)
     size = normalize_size(size)
+    if not 0 <= min_decoded_fraction <= 1:
+        raise ValueError(f"min_decoded_fraction must be in [0, 1], got {min_decoded_fraction}")
     mode, sampler = _sampler(indices, seq_len, stride, every_seconds, start, end, max_len)
     cap = _open(path)
     metadata_frames, fps = _metadata(cap)

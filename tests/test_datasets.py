@@ -50,6 +50,9 @@ def test_group_aware_stratified_split_never_leaks_groups():
     assert {c.label for c in val} == {"A", "B", "C"}
     assert 0.1 < len(val) / len(clips) < 0.35
     assert split_train_val(clips, 0.2, seed=0) == (train, val)
+    assert 0.25 < len(split_train_val(clips, 0.4)[1]) / len(clips) <= 0.4  # 3 folds of 10 groups, not 2
+    with pytest.raises(ValueError, match="0.5"):
+        split_train_val(clips, 0.6)
 
 
 def test_clips_without_groups_split_individually_and_small_sets_still_split_by_group():

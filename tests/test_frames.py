@@ -110,6 +110,30 @@ def test_rerun_skips_complete_clips_and_redoes_partial_ones(videos, tmp_path):
     assert "other settings" in {r.source: r for r in other}[str(videos / "left" / "a.avi")].reason
 
 
+def test_video_replaced_under_the_same_name_is_extracted_again(videos, tmp_path):
+    out = tmp_path / "frames"
+    extract_frames(videos, out, seq_len=5, jobs=1, progress=False)
+    source = videos / "left" / "b.mp4"
+    write_video(tmp_path / "new.mp4", 40, "mp4v", size=(64, 48)).replace(source)
+    again = {r.source: r for r in extract_frames(videos, out, seq_len=5, jobs=1, progress=False)}
+    assert (again[str(source)].status, again[str(source)].source_frames) == ("ok", 40)
+    meta = json.loads((out / "left" / "b" / "frames.json").read_text())
+    reference = sequential_decode(source)
+    for position, index in enumerate(meta["indices"]):
+        np.testing.assert_array_equal(read_frame_folder(out / "left" / "b")[position], reference[index])
+    assert not [p for p in (out / "left").iterdir() if p.name.startswith(".")]
+    assert again[str(videos / "left" / "a.avi")].status == "skipped"
+
+
+def test_damaged_frames_json_is_reported_not_raised(videos, tmp_path):
+    out = tmp_path / "frames"
+    extract_frames(videos, out, seq_len=5, jobs=1, progress=False)
+    for content in ["null", "[]", '{"source": "a.avi"}', "{not json"]:
+        (out / "left" / "a" / "frames.json").write_text(content)
+        result = next(r for r in extract_frames(videos, out, seq_len=5, jobs=1, progress=False) if r.clip == "a")
+        assert result.status == "failed" and "no valid frames.json" in result.reason
+
+
 def test_jobs_2_writes_the_same_as_jobs_1(videos, tmp_path):
     one = extract_frames(videos, tmp_path / "one", stride=4, jobs=1, progress=False)
     two = extract_frames(videos, tmp_path / "two", stride=4, jobs=2, progress=False)
@@ -158,6 +182,8 @@ def test_argument_errors(videos, tmp_path):
         extract_frames(videos, tmp_path / "o", seq_len=0, progress=False)
     with pytest.raises(ValueError, match="not a folder"):
         extract_frames(tmp_path / "missing", tmp_path / "o", seq_len=4, progress=False)
+    with pytest.raises(ValueError, match="min_decoded_fraction"):
+        extract_frames(videos, tmp_path / "o", seq_len=4, min_decoded_fraction=90, progress=False)
 
 
 def test_read_frame_folder_uses_numeric_order(tmp_path):
@@ -175,6 +201,11 @@ def test_read_frame_folder_uses_numeric_order(tmp_path):
     assert len(read_frame_folder(clip, seq_len=10)) == 6
     with pytest.raises(ValueError, match="no frame images"):
         read_frame_folder(tmp_path)
+    cv2.imwrite(str(clip / "².png"), np.zeros((4, 4, 3), np.uint8))  # a digit to str.isdigit, not a number
+    assert len(read_frame_folder(clip)) == 6
+    cv2.imwrite(str(clip / "000009.png"), np.zeros((4, 4, 3), np.uint8))  # two files claim frame 9
+    with pytest.raises(ValueError, match="9.png and 9.png are both frame 9|000009.png and 9.png are both frame 9"):
+        read_frame_folder(clip)
     with pytest.raises(ValueError, match="not a folder"):
         read_frame_folder(tmp_path / "missing")
 

@@ -59,6 +59,12 @@ def test_every_seconds_shorter_than_a_frame_takes_each_frame_once():
     idx = sample_every_seconds_indices(10, 10, 0.03)
     assert idx.tolist() == list(range(10))
     assert sample_every_seconds_indices(10 ** 9, 10, 0.03, max_len=4).tolist() == [0, 1, 2, 3]
+    assert len(sample_every_seconds_indices(10 ** 6, 30, 1e-9)) == 10 ** 6  # one index per frame, not per time
+
+
+def test_every_seconds_longer_than_the_video_takes_the_first_frame():
+    assert sample_every_seconds_indices(100, 30, 1e18).tolist() == [0]  # no int64 overflow
+    assert sample_every_seconds_indices(100, 30, 1e308, start=7).tolist() == [7]
 
 
 @pytest.mark.parametrize("fps", [0, -1, float("nan"), float("inf"), None, "x"])
