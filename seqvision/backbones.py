@@ -67,7 +67,7 @@ class HubImageFeatures(layers.Layer):
         super().__init__(**kwargs)
         self.handle = str(handle)
         self._module = _load_hub_module(self.handle)  # owns the variables: keep it referenced
-        self._features = _image_function(self._module)
+        self._features = _image_function(self._module, self.handle)
         self.output_dim = output_dim or _probe_output_dim(self._features)
 
     def call(self, images):
@@ -91,7 +91,7 @@ def _load_hub_module(handle: str):
     return module
 
 
-def _image_function(module):
+def _image_function(module, handle: str):
     """The loaded SavedModel's function from images ``[B, H, W, 3]`` in [0, 1] to features."""
     if callable(module):  # TF Hub feature vectors
         return module

@@ -4,19 +4,23 @@ A cache is a folder holding ``features.npy`` (float16 ``[N, T, D]``, memory-mapp
 zero after each clip's true length), ``lengths.npy`` (int32 ``[N]``), ``backbone.weights.h5``
 (the Keras backbone's weights, so a reused cache always matches the backbone that
 produced it) and ``manifest.json`` (backbone, weights id, image size, T, sampling,
-embedding dim, clip list with labels, file sizes and mtimes). It is built under a
-temporary name and renamed into place only when complete, so a folder with a
-manifest is always whole; a killed run leaves only a ``.partial-*`` folder that is
-ignored and removed.
+embedding dim, clip list with labels, file sizes and mtimes). Rows are in path order, so
+the same clips give the same cache whatever order (train/validation split) they come in,
+and a cache of more clips (``seqvision embed`` on the whole folder) serves any subset.
+It is built under a temporary name and renamed into place only when complete, so a
+folder with a manifest is always whole; a killed run leaves only a ``.partial-*`` folder
+that is ignored and removed. A lock file lets one process build while others wait.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +30,7 @@ from seqvision.io import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: rows in path order
 
 
 @dataclass
@@ -45,6 +49,14 @@ class EmbeddingCache:
         """bool ``[N, T]``: True for real frames."""
         return np.arange(self.features.shape[1])[None] < self.lengths[:, None]
 
+    def rows_for(self, clips) -> np.ndarray:
+        """int64 ``[len(clips)]``: the cache row of each clip, in the order given."""
+        row_of = {path: i for i, path in enumerate(self.clip_paths)}
+        missing = [str(c.path) for c in clips if str(Path(c.path).resolve()) not in row_of]
+        if missing:
+            raise ValueError(f"{self.path}: {len(missing)} clips are not in this cache, e.g. {missing[0]}")
+        return np.array([row_of[str(Path(c.path).resolve())] for c in clips], np.int64)
+
 
 def default_cache_root() -> Path:
     """``$SEQVISION_CACHE_DIR``, else ``$XDG_CACHE_HOME/seqvision``, else ``~/.cache/seqvision``."""
@@ -54,12 +66,13 @@ def default_cache_root() -> Path:
 
 
 def cache_key(clips, backbone_id: dict, seq_len: int, img_size: int) -> dict:
-    """Everything the cached numbers depend on (JSON-ready)."""
-    entries = []
+    """Everything the cached numbers depend on (JSON-ready); clips in path order, once each."""
+    entries = {}
     for clip in clips:
-        path = Path(clip.path)
+        path = Path(clip.path).resolve()
         stat = _content_stat(path)
-        entries.append({"path": str(path.resolve()), "label": clip.label, "size": stat[0], "mtime": stat[1]})
+        entries[str(path)] = {"path": str(path), "label": clip.label, "size": stat[0], "mtime": stat[1]}
+    entries = [entries[path] for path in sorted(entries)]
     return {"version": CACHE_VERSION, "backbone": backbone_id, "img_size": img_size, "seq_len": seq_len,
             "sampling": "uniform", "clips": entries}
 
@@ -117,6 +130,8 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
 
     cache_dir = Path(cache_dir)
     key = cache_key(clips, backbone_id, seq_len, img_size)
+    by_path = {str(Path(c.path).resolve()): c for c in clips}
+    clips = [by_path[entry["path"]] for entry in key["clips"]]  # row order = manifest order
     cache_dir.parent.mkdir(parents=True, exist_ok=True)
     for stale in cache_dir.parent.glob(f".{cache_dir.name}.partial-*"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -200,18 +215,57 @@ def _bounded_map(pool, fn, items, ahead: int):
         yield pending.popleft().result()
 
 
+def find_covering_cache(key: dict, cache_root: str | Path) -> EmbeddingCache | None:
+    """A complete cache with the same settings whose clips include all of ``key``'s, else None."""
+    wanted = {json.dumps(entry, sort_keys=True) for entry in key["clips"]}
+    settings = {k: v for k, v in key.items() if k != "clips"}
+    exact = cache_dir_for(key, cache_root)
+    for path in sorted(exact.parent.glob(exact.name.rsplit("-", 1)[0] + "-*")):
+        try:
+            manifest = read_json(path / "manifest.json")
+        except (OSError, ValueError):
+            continue
+        if ({k: manifest.get(k) for k in settings} == settings
+                and wanted <= {json.dumps(entry, sort_keys=True) for entry in manifest.get("clips", [])}):
+            cache = open_embedding_cache(path)
+            if cache is not None:
+                return cache
+    return None
+
+
+@contextmanager
+def _build_lock(cache_dir: Path):
+    """Hold an exclusive lock on ``cache_dir``'s lock file; waits while another process builds it."""
+    cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir.parent / f".{cache_dir.name}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another process is building %s; waiting for it", cache_dir)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def get_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_size: int,
                         cache_root: str | Path | None = None, **build_options) -> EmbeddingCache:
-    """Reuse the cache for exactly these clips and settings, or build it.
+    """Reuse a cache of these clips (or of more) with these settings, or build it.
 
+    Rows are in path order: use :meth:`EmbeddingCache.rows_for` to find a clip's row.
     On reuse, the backbone's weights are set to those stored with the cache.
     """
     key = cache_key(clips, backbone_id, seq_len, img_size)
-    path = cache_dir_for(key, cache_root or default_cache_root())
-    cache = open_embedding_cache(path, key)
+    cache_root = cache_root or default_cache_root()
+    path = cache_dir_for(key, cache_root)
+    cache = open_embedding_cache(path, key) or find_covering_cache(key, cache_root)
     if cache is None:
-        return build_embedding_cache(clips, backbone, backbone_id, seq_len, img_size, path, **build_options)
-    log.info("reusing embedding cache %s", path)
-    if (path / "backbone.weights.h5").exists():
-        backbone.load_weights(path / "backbone.weights.h5")
+        with _build_lock(path):
+            cache = open_embedding_cache(path, key)  # built by the process we waited for
+            if cache is None:
+                return build_embedding_cache(clips, backbone, backbone_id, seq_len, img_size, path, **build_options)
+    log.info("reusing embedding cache %s", cache.path)
+    if (cache.path / "backbone.weights.h5").exists():
+        backbone.load_weights(cache.path / "backbone.weights.h5")
     return cache

@@ -29,7 +29,7 @@ def load_run(run_dir: str | Path) -> tuple[keras.Model, dict, list[str]]:
     missing = [n for n in ("config.json", "labels.json", "model.keras") if not (run_dir / n).exists()]
     if missing:
         raise ValueError(f"{run_dir}: not a finished run directory (missing {', '.join(missing)})")
-    if (run_dir / "backup").is_dir():
+    if any(any(b.iterdir()) for b in run_dir.glob("backup*") if b.is_dir()):
         log.warning("%s: training was interrupted; using the best model saved so far", run_dir)
     import seqvision.backbones  # noqa: F401  (registers custom layers for deserialisation)
     import seqvision.models  # noqa: F401

@@ -591,15 +591,15 @@ def split_train_val(labels: np.ndarray, frame_dirs: Sequence[str], val_fraction:
     """
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
 
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if not 0 < val_fraction <= 0.5:
+        raise ValueError(f"val_fraction must be in (0, 0.5], got {val_fraction}")
     rows = np.arange(len(labels))
     groups = [m.group(1) if (m := UCF_GROUP.match(d)) else d for d in frame_dirs]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "least populated class" on small sets
             if len(set(groups)) < len(groups):
-                splitter = StratifiedGroupKFold(max(2, round(1 / val_fraction)), shuffle=True, random_state=seed)
+                splitter = StratifiedGroupKFold(int(1 / val_fraction + 0.5), shuffle=True, random_state=seed)
                 train, val = next(splitter.split(rows, labels, groups))
             else:
                 size = max(int(round(val_fraction * len(rows))), len(np.unique(labels)))
@@ -690,8 +690,9 @@ def train_skeleton(ann_path: str | Path, out_dir: str | Path, config: SkeletonTr
                                          dropout=config.dropout, input_dropout=config.input_dropout,
                                          name="skeleton_classifier")
 
-    fit_classifier(build, train_ds, val_ds, run_dir, config.epochs, config.lr, config.patience, strategy, resuming)
-    return {**read_json(run_dir / "best.json"), "num_train": len(train_arrays),
+    _, best = fit_classifier(build, train_ds, val_ds, run_dir, config.epochs, config.lr, config.patience, strategy,
+                             resuming)
+    return {**best, "num_train": len(train_arrays),
             "num_val": len(val_arrays) if val_arrays else 0}
 
 

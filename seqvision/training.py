@@ -163,10 +163,12 @@ def fit_classifier(
     resuming: bool = False,
     extra_callbacks: list | None = None,
     phase: str = "",
-) -> keras.Model:
-    """Build and compile under ``strategy``, fit with checkpoints, and return the best model.
+) -> tuple[keras.Model, dict]:
+    """Build and compile under ``strategy``, fit with checkpoints; return ``(best model, best record)``.
 
-    Adam at ``lr`` with per-epoch cosine decay (:func:`cosine_learning_rate`).
+    Adam at ``lr`` with per-epoch cosine decay (:func:`cosine_learning_rate`). Under
+    ``MultiWorkerMirroredStrategy`` this is :func:`fit_custom_loop` instead (no validation,
+    early stopping or resume there).
 
     ``phase`` names a training stage whose files sit beside the others
     (``<phase>.keras``, ``<phase>_best.json``, ``backup_<phase>/``, ``history_<phase>.csv``);
@@ -191,12 +193,13 @@ def fit_classifier(
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     monitor = "val_accuracy" if val_ds is not None else "accuracy"
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / f"backup{suffix}")),
         keras.callbacks.LearningRateScheduler(lambda epoch: cosine_learning_rate(lr, epoch, epochs)),
         BestModelCheckpoint(checkpoint, record, monitor=monitor),
         keras.callbacks.EarlyStopping(monitor=monitor.replace("accuracy", "loss"), patience=patience),
         keras.callbacks.CSVLogger(str(history), append=resuming and history.exists()),
         keras.callbacks.TerminateOnNaN(),
+        # After those: an epoch counts as done only once its checkpoint and history row are written.
+        keras.callbacks.BackupAndRestore(str(run_dir / f"backup{suffix}")),
         *(extra_callbacks or []),
     ]
     with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
@@ -215,7 +218,7 @@ def fit_classifier(
              ", ".join(f"{k}={v:.4f}" for k, v in best.items() if k not in ("epoch", "score")))
     with strategy.scope():
         model.set_weights(keras.models.load_model(checkpoint).get_weights())
-    return model
+    return model, best
 
 
 def masks_as_float(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -244,8 +247,10 @@ def fit_custom_loop(build_model: Callable[[], keras.Model], train_ds: tf.data.Da
 
     ``train_ds`` is batched with the global batch; each worker reads its own shard.
     Every worker runs the same number of steps (the data repeats), which collective
-    all-reduce needs. Only the chief writes ``model.keras`` / ``history.csv``;
-    there is no validation pass in this mode.
+    all-reduce needs. Adam with the same cosine decay as :func:`fit_classifier` (and loss
+    scaling under ``mixed_float16``). Only the chief writes ``model.keras`` /
+    ``history.csv`` / ``best.json``; there is no validation pass, early stopping or resume
+    in this mode. Returns ``(model after the last epoch, its record)``.
     """
     run_dir = Path(run_dir)
     chief = is_chief(strategy)
@@ -258,14 +263,17 @@ def fit_custom_loop(build_model: Callable[[], keras.Model], train_ds: tf.data.Da
     with strategy.scope():
         model = build_model()
         optimizer = keras.optimizers.Adam(lr)
+        if keras.config.dtype_policy().name == "mixed_float16":  # float16 gradients underflow unscaled
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
 
     def replica_step(inputs, labels):
         with tf.GradientTape() as tape:
             probs = model(inputs, training=True)
             per_example = keras.losses.sparse_categorical_crossentropy(labels, probs)
-            loss = tf.nn.compute_average_loss(per_example)
-        gradients = tape.gradient(loss, model.trainable_variables)
+            loss = tf.nn.compute_average_loss(per_example)  # sum / global batch: replicas add up to the mean
+            scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
+        gradients = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probs, -1, output_type=tf.int32),
                                                  tf.cast(labels, tf.int32)), tf.float32))
@@ -275,12 +283,13 @@ def fit_custom_loop(build_model: Callable[[], keras.Model], train_ds: tf.data.Da
     def train_step(iterator):
         loss, correct, count = strategy.run(replica_step, args=next(iterator))
         reduce = tf.distribute.ReduceOp.SUM
-        return (strategy.reduce(reduce, loss, axis=None) / strategy.num_replicas_in_sync,
+        return (strategy.reduce(reduce, loss, axis=None),
                 strategy.reduce(reduce, correct, axis=None), strategy.reduce(reduce, count, axis=None))
 
     iterator = iter(dist_ds)
     rows = ["epoch,accuracy,loss"]
     for epoch in range(epochs):
+        optimizer.learning_rate.assign(cosine_learning_rate(lr, epoch, epochs))
         losses, correct, count = [], 0.0, 0.0
         for _ in range(steps):
             loss, c, n = train_step(iterator)
@@ -289,20 +298,18 @@ def fit_custom_loop(build_model: Callable[[], keras.Model], train_ds: tf.data.Da
         rows.append(f"{epoch},{correct / max(count, 1):.6f},{np.mean(losses):.6f}")
         log.info("epoch %d/%d: loss %.4f, accuracy %.4f", epoch + 1, epochs, np.mean(losses),
                  correct / max(count, 1))
-    suffix = f"_{phase}" if phase else ""
-    out_dir = run_dir if chief else run_dir / f".worker-{os.getpid()}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_model_atomic(model, out_dir / (f"{phase}.keras" if phase else "model.keras"))
-    from seqvision.io import atomic_write_text
-    atomic_write_text(out_dir / f"history{suffix}.csv", "\n".join(rows) + "\n")
-    atomic_write_json(out_dir / (f"{phase}_best.json" if phase else "best.json"),
-                      {"epoch": epochs, "score": [correct / max(count, 1), -float(np.mean(losses))],
-                       "accuracy": correct / max(count, 1), "loss": float(np.mean(losses))})
-    if chief:
-        plot_training_curves(out_dir / f"history{suffix}.csv", out_dir / f"training_curves{suffix}.png")
-    else:
-        shutil.rmtree(out_dir, ignore_errors=True)
-    return model
+    record = {"epoch": epochs, "score": [correct / max(count, 1), -float(np.mean(losses))],
+              "accuracy": correct / max(count, 1), "loss": float(np.mean(losses))}
+    if chief:  # the other workers hold the same weights; they write nothing to the shared run folder
+        from seqvision.io import atomic_write_text
+
+        suffix = f"_{phase}" if phase else ""
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_model_atomic(model, run_dir / (f"{phase}.keras" if phase else "model.keras"))
+        atomic_write_text(run_dir / f"history{suffix}.csv", "\n".join(rows) + "\n")
+        atomic_write_json(run_dir / (f"{phase}_best.json" if phase else "best.json"), record)
+        plot_training_curves(run_dir / f"history{suffix}.csv", run_dir / f"training_curves{suffix}.png")
+    return model, record
 
 
 def estimate_cache_bytes(num_clips: int, seq_len: int, img_size: int) -> int:
@@ -328,8 +335,12 @@ def backbone_options(config: VideoTrainConfig) -> dict:
 def backbone_identity(config: VideoTrainConfig) -> dict:
     """What the embeddings of a frozen backbone depend on (part of the cache key)."""
     identity = {"name": config.backbone, **backbone_options(config)}
-    weights = identity.get("weights")
-    if weights not in (None, "none", "imagenet") and not identity.get("hub_handle"):
+    weights, handle = identity.get("weights"), identity.get("hub_handle")
+    if handle and Path(handle).is_dir():  # a local SavedModel replaced in place must not reuse old embeddings
+        stats = [f.stat() for f in Path(handle).rglob("*") if f.is_file()]
+        identity["hub_handle"] = {"path": str(Path(handle).resolve()), "size": sum(s.st_size for s in stats),
+                                  "mtime": max((s.st_mtime for s in stats), default=0.0)}
+    elif weights not in (None, "none", "imagenet") and not handle:
         stat = Path(weights).stat()
         identity["weights"] = {"path": str(Path(weights).resolve()), "size": stat.st_size, "mtime": stat.st_mtime}
     return identity
@@ -417,62 +428,67 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path) -> dict:
             backbone = build_backbone(config.backbone, config.img_size, **backbone_options(config))
         if config.backbone == "cnn":
             train_ds, val_ds = frame_datasets()
-            fit_classifier(lambda: build_video_classifier(backbone, len(labels), config.img_size, **head_options),
-                           train_ds, val_ds, run_dir, config.epochs, config.lr, config.patience, strategy, resuming)
-            return read_json(run_dir / "best.json")
+            _, best = fit_classifier(
+                lambda: build_video_classifier(backbone, len(labels), config.img_size, **head_options),
+                train_ds, val_ds, run_dir, config.epochs, config.lr, config.patience, strategy, resuming)
+            return best
 
-        model = train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, run_dir, strategy,
-                                         resuming, head_options)
+        model, best = train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, run_dir,
+                                               strategy, resuming, head_options)
         if config.fine_tune_at is None or config.fine_tune_at >= config.epochs:
-            return read_json(run_dir / "best.json")
-        unfreeze_top_layers(backbone, config.unfreeze)
+            return best
+        # The model's own backbone: on resume the model is loaded from disk, not built from `backbone`.
+        unfreeze_top_layers(model.get_layer("frame_features").layer, config.unfreeze)
         train_ds, val_ds = frame_datasets()
-        fit_classifier(lambda: model, train_ds, val_ds, run_dir, config.epochs - config.fine_tune_at,
-                       config.lr * 0.1, config.patience, strategy, resuming, phase="finetune")
-        save_model_atomic(keras.models.load_model(run_dir / "finetune.keras"), run_dir / "model.keras")
-        atomic_write_json(run_dir / "best.json", {**read_json(run_dir / "finetune_best.json"), "phase": "finetune"})
-    return read_json(run_dir / "best.json")
+        model, best = fit_classifier(lambda: model, train_ds, val_ds, run_dir, config.epochs - config.fine_tune_at,
+                                     config.lr * 0.1, config.patience, strategy, resuming, phase="finetune")
+        best = {**best, "phase": "finetune"}
+        if is_chief(strategy):
+            save_model_atomic(model, run_dir / "model.keras")
+            atomic_write_json(run_dir / "best.json", best)
+    return best
 
 
 def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, run_dir, strategy, resuming,
                              head_options) -> keras.Model:
     """Cache the frozen backbone's embeddings, train the LSTM head on them, save the frame model.
 
-    Returns the full frames -> probabilities model (backbone + trained head).
+    Returns ``(frames -> probabilities model (backbone + trained head), best record)``.
     """
     from seqvision.datasets import make_feature_dataset
     from seqvision.embeddings import get_embedding_cache
     from seqvision.models import build_sequence_classifier, build_video_classifier
 
     best_path = Path(run_dir) / "best.json"
-    if resuming and best_path.exists() and read_json(best_path).get("phase") == "head":
+    if resuming and best_path.exists() and (best := read_json(best_path)).get("phase") == "head":
         log.info("head training already finished in %s; continuing from its model", run_dir)
         with strategy.scope():
-            return keras.models.load_model(Path(run_dir) / "model.keras")
-    all_clips = train_clips + val_clips
-    cache = get_embedding_cache(all_clips, backbone, backbone_identity(config), config.seq_len, config.img_size,
-                                config.cache_dir)
+            return keras.models.load_model(Path(run_dir) / "model.keras"), best
+    log.info("the head trains on cached embeddings of unaugmented frames; crop%s augmentation applies only "
+             "when frames are fed (cnn backbone, fine-tuning)", " and flip" if config.flip else "")
+    cache = get_embedding_cache(train_clips + val_clips, backbone, backbone_identity(config), config.seq_len,
+                                config.img_size, config.cache_dir)
     label_index = {name: i for i, name in enumerate(labels)}
-    y = np.array([label_index[c.label] for c in all_clips], np.int32)
-    rows = np.arange(len(all_clips))
-    usable = cache.lengths > 0
-    train_rows, val_rows = rows[: len(train_clips)][usable[: len(train_clips)]], rows[len(train_clips):][
-        usable[len(train_clips):]]
+    y = np.array([label_index.get(c["label"], -1) for c in cache.manifest["clips"]], np.int32)
+    train_rows, val_rows = (rows[cache.lengths[rows] > 0] for rows in (cache.rows_for(train_clips),
+                                                                        cache.rows_for(val_clips)))
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     train_ds = make_feature_dataset(cache.features, cache.masks, y, train_rows, global_batch, training=True,
                                     seed=config.seed)
     val_ds = make_feature_dataset(cache.features, cache.masks, y, val_rows, global_batch) if len(val_rows) else None
     dim = cache.features.shape[-1]
     epochs = config.fine_tune_at if config.fine_tune_at is not None else config.epochs
-    head = fit_classifier(lambda: build_sequence_classifier(dim, len(labels), "features", **head_options),
-                          train_ds, val_ds, run_dir, max(1, epochs), config.lr, config.patience, strategy,
-                          resuming, phase="head")
+    head, best = fit_classifier(lambda: build_sequence_classifier(dim, len(labels), "features", **head_options),
+                                train_ds, val_ds, run_dir, max(1, epochs), config.lr, config.patience, strategy,
+                                resuming, phase="head")
     with strategy.scope():
         model = build_video_classifier(backbone, len(labels), config.img_size, **head_options)
         _copy_head(head, model)
-    save_model_atomic(model, run_dir / "model.keras")
-    atomic_write_json(run_dir / "best.json", {**read_json(run_dir / "head_best.json"), "phase": "head"})
-    return model
+    best = {**best, "phase": "head"}
+    if is_chief(strategy):
+        save_model_atomic(model, run_dir / "model.keras")
+        atomic_write_json(run_dir / "best.json", best)
+    return model, best
 
 
 def _copy_head(head: keras.Model, model: keras.Model) -> None:
@@ -485,8 +501,9 @@ def _copy_head(head: keras.Model, model: keras.Model) -> None:
 def unfreeze_top_layers(backbone: keras.Model, count: int) -> None:
     """Make the top ``count`` layers of the backbone's base network trainable, BatchNorm excepted.
 
-    BatchNorm stays frozen (and the base is called with ``training=False``) so its
-    statistics are not ruined by small video batches.
+    BatchNorm stays frozen so its statistics are not ruined by small video batches: a
+    Keras 3 BatchNormalization with ``trainable=False`` runs in inference mode whatever
+    ``training`` flag the outer model passes down.
     """
     base = next(layer for layer in backbone.layers if isinstance(layer, keras.Model))
     base.trainable = True

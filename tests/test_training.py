@@ -53,7 +53,7 @@ def test_fit_writes_run_files_and_resumes_after_interruption(tmp_path):
         prepare_run_dir(tmp_path, {**config, "epochs": 5})
     resuming = prepare_run_dir(tmp_path, config)
     assert resuming is True
-    model = fit_classifier(build, train_ds, val_ds, tmp_path, 4, 1e-2, 10, strategy, resuming=True)
+    model, best = fit_classifier(build, train_ds, val_ds, tmp_path, 4, 1e-2, 10, strategy, resuming=True)
 
     rows = list(csv.DictReader(open(tmp_path / "history.csv")))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]  # 0-1 before the interruption, 2-3 after: none redone
@@ -62,7 +62,7 @@ def test_fit_writes_run_files_and_resumes_after_interruption(tmp_path):
                                [cosine_learning_rate(1e-2, e, 4) for e in range(4)], rtol=1e-5)
     assert not (tmp_path / "backup").exists()
     assert (tmp_path / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
-    best = read_json(tmp_path / "best.json")
+    assert read_json(tmp_path / "best.json") == best
     assert 1 <= best["epoch"] <= 4
     probs = model.predict(val_ds, verbose=0)
     assert probs.shape == (16, 2)

@@ -167,6 +167,48 @@ def test_embedding_cache_reuse_rebuild_and_killed_run(tmp_path):
     assert open_embedding_cache(cache_dir_for(key, tmp_path / "cache"), key) is None
 
 
+def test_embedding_cache_rows_follow_paths_and_a_superset_cache_serves_subsets(tmp_path):
+    """`seqvision embed` on a whole folder, then `train` on its train/val split in any order: no rebuild."""
+    data = _write_frame_clips(tmp_path / "frames")
+    clips = find_clips(data)
+    identity = {"name": "cnn"}
+    backbone = CountingBackbone(build_backbone("cnn", IMG, filters=(4, 8)))
+    whole = get_embedding_cache(clips, backbone, identity, 4, IMG, tmp_path / "cache")
+    for subset in (clips[::-1], [clips[4], clips[0], clips[2]]):
+        again = CountingBackbone(backbone.model)
+        cache = get_embedding_cache(subset, again, identity, 4, IMG, tmp_path / "cache")
+        assert again.calls == 0 and cache.path == whole.path
+        rows = cache.rows_for(subset)
+        assert [cache.clip_paths[r] for r in rows] == [str(c.path.resolve()) for c in subset]
+        np.testing.assert_array_equal(cache.features[rows[0]], whole.features[whole.rows_for(subset[:1])[0]])
+    # A clip the cache does not hold is refused, never mapped to another clip's row.
+    extra = _write_frame_clips(tmp_path / "more", clips_per_label=1)
+    with pytest.raises(ValueError, match="not in this cache"):
+        whole.rows_for(find_clips(extra))
+
+
+def test_a_second_builder_waits_for_the_first_and_reuses_its_cache(tmp_path):
+    import threading
+
+    from seqvision.embeddings import _build_lock, build_embedding_cache
+
+    data = _write_frame_clips(tmp_path / "frames", clips_per_label=2)
+    clips = find_clips(data)
+    identity = {"name": "cnn"}
+    model = build_backbone("cnn", IMG, filters=(4, 8))
+    path = cache_dir_for(cache_key(clips, identity, 4, IMG), tmp_path / "cache")
+    waiting = CountingBackbone(model)
+    with _build_lock(path):  # this thread is the first builder
+        second = threading.Thread(target=get_embedding_cache, args=(clips, waiting, identity, 4, IMG,
+                                                                    tmp_path / "cache"))
+        second.start()
+        second.join(timeout=1.0)
+        assert second.is_alive()  # blocked on the lock, not building a second copy
+        build_embedding_cache(clips, model, identity, 4, IMG, path, progress=False)
+    second.join(timeout=60)
+    assert not second.is_alive() and waiting.calls == 0
+
+
 @pytest.mark.slow
 def test_train_mobilenet_from_weights_and_hub_then_evaluate(tmp_path, saved_mobilenet, monkeypatch):
     monkeypatch.setenv("SEQVISION_CACHE_DIR", str(tmp_path / "cache"))
@@ -185,32 +227,57 @@ def test_train_mobilenet_from_weights_and_hub_then_evaluate(tmp_path, saved_mobi
         assert result.exit_code == 0, result.output
         metrics = json.loads(result.stdout)
         assert metrics["n"] == 10 and 0.0 <= metrics["accuracy"] <= 1.0
-    caches = list((tmp_path / "cache" / "embeddings").iterdir())
+    def caches_on_disk():  # hidden entries are lock files
+        return {p: p.stat().st_mtime for p in (tmp_path / "cache" / "embeddings").iterdir()
+                if not p.name.startswith(".")}
+
+    caches = list(caches_on_disk())
     assert len(caches) == 2  # one per backbone source
 
     # A second run with another --out reuses the cache: no new cache folder, same files.
-    before = {p: p.stat().st_mtime for p in caches}
+    before = caches_on_disk()
     result = runner.invoke(main, ["train", str(data), "--out", str(tmp_path / "run_again"), *common,
                                   "--hub-handle", str(saved_mobilenet / "hub_savedmodel")])
     assert result.exit_code == 0, result.output
-    assert {p: p.stat().st_mtime for p in (tmp_path / "cache" / "embeddings").iterdir()} == before
+    assert caches_on_disk() == before
 
 
 @pytest.mark.slow
-def test_fine_tuning_trains_backbone_layers(tmp_path, monkeypatch):
+def test_fine_tuning_trains_backbone_layers_and_resumes_unfrozen(tmp_path, monkeypatch):
+    import seqvision.training as training
+
     monkeypatch.setenv("SEQVISION_CACHE_DIR", str(tmp_path / "cache"))
     data = _write_frame_clips(tmp_path / "frames", clips_per_label=5)
     run = tmp_path / "run"
-    result = CliRunner().invoke(main, [
-        "train", str(data), "--out", str(run), "--backbone", "mobilenet", "--weights", "none",
-        "--img-size", str(IMG), "--seq-len", "4", "--epochs", "2", "--fine-tune-at", "1", "--unfreeze", "5",
-        "--batch-size", "4"])
-    assert result.exit_code == 0, result.output
-    best = json.loads((run / "best.json").read_text())
-    assert best["phase"] == "finetune"
+    config = training.VideoTrainConfig(data_dir=str(data), backbone="mobilenet", weights="none", img_size=IMG,
+                                       seq_len=4, epochs=3, fine_tune_at=1, unfreeze=5, batch_size=4, units=8)
+
+    class Killed(Exception):
+        pass
+
+    fit = training.fit_classifier
+
+    def killed_at_fine_tuning(*args, phase="", **kwargs):
+        if phase == "finetune":  # what a kill leaves behind: the head's model and a fine-tuning backup
+            (run / "backup_finetune").mkdir()
+            (run / "backup_finetune" / "training_metadata.json.tmp").write_text("{}")
+            raise Killed()
+        return fit(*args, phase=phase, **kwargs)
+
+    monkeypatch.setattr(training, "fit_classifier", killed_at_fine_tuning)
+    with pytest.raises(Killed):
+        training.train_video(config, run)
+    assert json.loads((run / "best.json").read_text())["phase"] == "head"
+    head_base = _base_model(keras.models.load_model(run / "model.keras").get_layer("frame_features").layer)
+
+    monkeypatch.setattr(training, "fit_classifier", fit)
+    best = training.train_video(config, run)  # resumes: the head is done, fine-tuning runs
+    assert best["phase"] == "finetune" == json.loads((run / "best.json").read_text())["phase"]
     assert (run / "history_finetune.csv").exists()
-    head_model = keras.models.load_model(run / "head.keras")
-    final = keras.models.load_model(run / "model.keras")
-    base = _base_model(final.get_layer("frame_features").layer)
-    assert base.layers[-1].trainable or any(layer.trainable_weights for layer in base.layers[-5:])
-    assert head_model is not None
+    final_base = _base_model(keras.models.load_model(run / "model.keras").get_layer("frame_features").layer)
+    changed = [layer.name for layer, before in zip(final_base.layers, head_base.layers)
+               if any(not np.array_equal(a, b) for a, b in zip(layer.get_weights(), before.get_weights()))]
+    top = [layer.name for layer in final_base.layers[-5:] if layer.weights
+           and not isinstance(layer, keras.layers.BatchNormalization)]
+    assert top and set(top) <= set(changed)  # the unfrozen top layers trained...
+    assert set(changed) <= set(top)  # ...and nothing else did: BatchNorm statistics and lower layers kept
