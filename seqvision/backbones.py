@@ -1,7 +1,7 @@
 """Per-frame backbones: ``[B, H, W, 3]`` pixels in 0..255 -> ``[B, D]`` features.
 
 Each backbone owns its input scaling, so the data pipeline always delivers raw 0..255
-pixels. ``BACKBONES`` maps a name to its builder; the CLI's choices come from it.
+pixels. ``BACKBONES`` maps a name to its builder.
 """
 from __future__ import annotations
 

@@ -18,7 +18,6 @@ os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 import click  # noqa: E402
 
-from seqvision.backbones import BACKBONES  # noqa: E402
 from seqvision.video import MIN_DECODED_FRACTION  # noqa: E402
 
 log = logging.getLogger("seqvision")
@@ -115,7 +114,9 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
 @main.command("train")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False), help="Run directory.")
-@click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default="cnn", show_default=True)
+@click.option("--backbone", default="cnn", show_default=True,
+              help="Frame model: cnn (small, trained end to end) or mobilenet (pretrained MobileNetV2, frozen, "
+              "with cached embeddings; see --weights, --hub-handle, --fine-tune-at).")
 @click.option("--seq-len", type=click.IntRange(1), default=16, show_default=True, help="Frames per clip (T).")
 @click.option("--img-size", type=click.IntRange(16), help="Frame side in pixels [default: 112 cnn, 224 mobilenet].")
 @click.option("--weights", default="imagenet", show_default=True,
@@ -307,7 +308,7 @@ def train_skeleton_command(ann_path, run_dir, classes, seq_len, **options):
 
 @main.command("demo")
 @click.option("--out", "out_dir", default="seqvision-demo", show_default=True, type=click.Path(file_okay=False))
-@click.option("--epochs", type=click.IntRange(1), default=12, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), help="Training epochs (early stopping may end sooner) [default: 20].")
 @click.option("--compare-orderless", is_flag=True, help="Also train an order-free (mean-pooled) baseline.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @friendly_errors
@@ -318,7 +319,7 @@ def demo_command(out_dir, epochs, compare_orderless, seed):
     from seqvision.demo import run_demo
 
     start = time.perf_counter()
-    result = run_demo(out_dir, epochs=epochs, seed=seed, compare_orderless=compare_orderless)
+    result = run_demo(out_dir, seed=seed, compare_orderless=compare_orderless, **_given(epochs=epochs))
     click.echo(f"test accuracy (CNN-LSTM): {result['accuracy']:.4f}")
     if compare_orderless:
         click.echo(f"test accuracy (order-free mean pooling): {result['orderless_accuracy']:.4f}; "

@@ -142,6 +142,7 @@ def make_clip_dataset(
     cache: bool = False,
     flip: bool = False,
     min_crop_area: float = 0.7,
+    colour_jitter: float = 0.2,
     seed: int = 0,
 ) -> tf.data.Dataset:
     """Batched ``({"frames", "mask"}, label)`` dataset; see the module docstring.
@@ -149,7 +150,8 @@ def make_clip_dataset(
     A clip that fails to decode is logged (path + reason) and dropped, never fatal.
     ``cache`` keeps decoded clips in memory after the first pass. ``training`` adds
     shuffling and per-clip augmentation (random crop of at least ``min_crop_area``,
-    horizontal flip only when ``flip``: it swaps left/right motions).
+    brightness / contrast / saturation jitter of up to ``colour_jitter``, horizontal flip
+    only when ``flip``: it swaps left/right motions), drawn once per clip.
     """
     label_index = {name: i for i, name in enumerate(label_names)}
     paths = [str(c.path) for c in clips]
@@ -187,7 +189,7 @@ def make_clip_dataset(
         generator = tf.random.Generator.from_seed(seed)
 
         def augment(frames, length, label):
-            return augment_clip(frames, generator, min_crop_area, flip), length, label
+            return augment_clip(frames, generator, min_crop_area, flip, colour_jitter, length), length, label
 
         ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -197,8 +199,14 @@ def make_clip_dataset(
     return ds.map(to_inputs).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def augment_clip(frames, generator: tf.random.Generator, min_crop_area: float, flip: bool):
-    """One random crop (resized back) and optional flip shared by all frames ``[T, S, S, 3]``."""
+def augment_clip(frames, generator: tf.random.Generator, min_crop_area: float, flip: bool,
+                 colour_jitter: float = 0.0, length=None):
+    """One random crop (resized back), colour jitter and optional flip shared by all frames.
+
+    ``frames`` uint8 ``[T, S, S, 3]``; ``colour_jitter`` j draws brightness in ±j·255,
+    contrast and saturation factors in [1-j, 1+j]. Frames from ``length`` on (padding)
+    stay zero.
+    """
     size = tf.shape(frames)[1:3]
     area = generator.uniform((), min_crop_area, 1.0)
     side = tf.sqrt(area)
@@ -210,6 +218,14 @@ def augment_clip(frames, generator: tf.random.Generator, min_crop_area: float, f
     cropped = tf.image.crop_and_resize(tf.cast(frames, tf.float32), boxes, tf.range(steps), size)
     if flip:
         cropped = tf.cond(generator.uniform(()) < 0.5, lambda: tf.reverse(cropped, axis=[2]), lambda: cropped)
+    if colour_jitter:
+        length = steps if length is None else length
+        grey = tf.reduce_mean(cropped, axis=-1, keepdims=True)
+        cropped = grey + (cropped - grey) * generator.uniform((), 1 - colour_jitter, 1 + colour_jitter)
+        mean = tf.reduce_mean(cropped[:length])
+        cropped = ((cropped - mean) * generator.uniform((), 1 - colour_jitter, 1 + colour_jitter) + mean
+                   + 255.0 * generator.uniform((), -colour_jitter, colour_jitter))
+        cropped *= tf.cast(tf.range(steps) < length, tf.float32)[:, None, None, None]
     return tf.cast(tf.clip_by_value(tf.round(cropped), 0, 255), tf.uint8)
 
 

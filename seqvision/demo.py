@@ -133,7 +133,7 @@ def _read(path: Path):
     return read_json(path)
 
 
-def run_demo(out_dir: str | Path, epochs: int = 12, seed: int = 0, compare_orderless: bool = False,
+def run_demo(out_dir: str | Path, epochs: int = 20, seed: int = 0, compare_orderless: bool = False,
              jobs: int | None = None) -> dict:
     """Make the synthetic data, extract frames, train, evaluate on held-out groups.
 
@@ -146,8 +146,8 @@ def run_demo(out_dir: str | Path, epochs: int = 12, seed: int = 0, compare_order
 
     out_dir = Path(out_dir)
     log.info("step 1/4: writing synthetic videos under %s", out_dir / "videos")
-    make_demo_videos(out_dir / "videos" / "train", clips_per_class=40, groups_per_class=8, first_group=1, seed=seed)
-    make_demo_videos(out_dir / "videos" / "test", clips_per_class=16, groups_per_class=4, first_group=9,
+    make_demo_videos(out_dir / "videos" / "train", clips_per_class=40, groups_per_class=20, first_group=1, seed=seed)
+    make_demo_videos(out_dir / "videos" / "test", clips_per_class=16, groups_per_class=8, first_group=21,
                      seed=seed + 1000)
     log.info("step 2/4: extracting 12 frames per clip")
     for split in ("train", "test"):

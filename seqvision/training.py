@@ -88,13 +88,15 @@ def make_strategy(kind: str = "mirrored") -> tf.distribute.Strategy:
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):
-    """Save the model to ``path`` atomically whenever ``monitor`` improves.
+    """Save the model to ``path`` atomically whenever the loss ``monitor`` improves.
 
-    Ties in accuracy are broken by lower loss. The best value is kept in a JSON file
-    beside the model so a resumed run keeps comparing against it.
+    Lower loss wins, ties go to higher accuracy: on a small validation set accuracy moves in
+    steps of 1/N and an early epoch can reach the top by luck, while the loss keeps
+    ranking confidence. The best value is kept in a JSON file beside the model so a resumed
+    run keeps comparing against it.
     """
 
-    def __init__(self, path: Path, record_path: Path, monitor: str = "val_accuracy"):
+    def __init__(self, path: Path, record_path: Path, monitor: str = "val_loss"):
         super().__init__()
         self.path = Path(path)
         self.monitor = monitor
@@ -102,8 +104,8 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         self.best = read_json(self.record_path) if self.record_path.exists() else None
 
     def _score(self, logs: dict) -> tuple[float, float]:
-        loss_key = "val_loss" if self.monitor.startswith("val_") else "loss"
-        return float(logs[self.monitor]), -float(logs.get(loss_key, 0.0))
+        accuracy_key = "val_accuracy" if self.monitor.startswith("val_") else "accuracy"
+        return -float(logs[self.monitor]), float(logs.get(accuracy_key, 0.0))
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -191,11 +193,11 @@ def fit_classifier(
         model = build_model()
         model.compile(optimizer=keras.optimizers.Adam(lr),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    monitor = "val_accuracy" if val_ds is not None else "accuracy"
+    monitor = "val_loss" if val_ds is not None else "loss"
     callbacks = [
         keras.callbacks.LearningRateScheduler(lambda epoch: cosine_learning_rate(lr, epoch, epochs)),
         BestModelCheckpoint(checkpoint, record, monitor=monitor),
-        keras.callbacks.EarlyStopping(monitor=monitor.replace("accuracy", "loss"), patience=patience),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=patience),
         keras.callbacks.CSVLogger(str(history), append=resuming and history.exists()),
         keras.callbacks.TerminateOnNaN(),
         # After those: an epoch counts as done only once its checkpoint and history row are written.
@@ -298,7 +300,7 @@ def fit_custom_loop(build_model: Callable[[], keras.Model], train_ds: tf.data.Da
         rows.append(f"{epoch},{correct / max(count, 1):.6f},{np.mean(losses):.6f}")
         log.info("epoch %d/%d: loss %.4f, accuracy %.4f", epoch + 1, epochs, np.mean(losses),
                  correct / max(count, 1))
-    record = {"epoch": epochs, "score": [correct / max(count, 1), -float(np.mean(losses))],
+    record = {"epoch": epochs, "score": [-float(np.mean(losses)), correct / max(count, 1)],
               "accuracy": correct / max(count, 1), "loss": float(np.mean(losses))}
     if chief:  # the other workers hold the same weights; they write nothing to the shared run folder
         from seqvision.io import atomic_write_text

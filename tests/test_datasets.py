@@ -93,6 +93,13 @@ def test_augmentation_is_the_same_for_every_frame_of_a_clip():
         assert out.shape == (6, 32, 32, 3)
         assert all(np.array_equal(out[0], out[t]) for t in range(6))
     assert any(not np.array_equal(outputs[0], o) for o in outputs[1:])  # random across clips
+    # Colour jitter: one draw per clip, and the padding after the true length stays zero.
+    padded = tf.concat([clip[:4], tf.zeros_like(clip[:2])], axis=0)
+    jittered = [augment_clip(padded, generator, 1.0, False, colour_jitter=0.3, length=4).numpy() for _ in range(4)]
+    for out in jittered:
+        assert all(np.array_equal(out[0], out[t]) for t in range(4)) and not out[4:].any()
+    means = [out[:4].mean() for out in jittered]
+    assert np.ptp(means) > 5  # brightness / contrast really vary between clips
 
 
 def test_unreadable_video_is_reported_and_dropped(tmp_path, caplog):
