@@ -52,10 +52,11 @@ class EmbeddingCache:
     def rows_for(self, clips) -> np.ndarray:
         """int64 ``[len(clips)]``: the cache row of each clip, in the order given."""
         row_of = {path: i for i, path in enumerate(self.clip_paths)}
-        missing = [str(c.path) for c in clips if str(Path(c.path).resolve()) not in row_of]
+        paths = [str(Path(c.path).resolve()) for c in clips]
+        missing = [path for path in paths if path not in row_of]
         if missing:
             raise ValueError(f"{self.path}: {len(missing)} clips are not in this cache, e.g. {missing[0]}")
-        return np.array([row_of[str(Path(c.path).resolve())] for c in clips], np.int64)
+        return np.array([row_of[path] for path in paths], np.int64)
 
 
 def default_cache_root() -> Path:

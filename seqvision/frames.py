@@ -32,8 +32,8 @@ from tqdm import tqdm
 
 from seqvision.io import atomic_write_json, atomic_write_text
 from seqvision.sampling import sample_every_seconds_indices, sample_stride_indices, sample_uniform_indices
-from seqvision.video import (MIN_DECODED_FRACTION, VIDEO_EXTENSIONS, VideoError, normalize_size,
-                             read_video_frames)
+from seqvision.video import (MIN_DECODED_FRACTION, VIDEO_EXTENSIONS, VideoError, check_min_decoded_fraction,
+                             normalize_size, read_video_frames)
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +86,19 @@ def find_videos(videos_dir: str | Path) -> list[tuple[str, Path]]:
     return found
 
 
+def _is_frame_file(path: Path) -> bool:
+    """An image named by a plain decimal number (``str.isdigit`` also takes "²")."""
+    return (path.suffix.lower() in IMAGE_SUFFIXES and path.stem.isascii() and path.stem.isdecimal()
+            and _visible(path))
+
+
 def _frame_files(clip_dir: Path) -> list[Path]:
     """Image files named by an integer, in numeric order (never glob order: 10 sorts before 9).
 
     Raises ValueError when two files carry the same number (``1.png`` and ``000001.png``,
     or ``000001.png`` and ``000001.jpg``): their order would be a guess.
     """
-    files = sorted((p for p in clip_dir.iterdir()
-                    if p.suffix.lower() in IMAGE_SUFFIXES and p.stem.isascii() and p.stem.isdecimal()
-                    and _visible(p)), key=lambda p: (int(p.stem), p.name))
+    files = sorted(filter(_is_frame_file, clip_dir.iterdir()), key=lambda p: (int(p.stem), p.name))
     for before, after in zip(files, files[1:]):
         if int(before.stem) == int(after.stem):
             raise ValueError(f"{clip_dir}: {before.name} and {after.name} are both frame {int(before.stem)}; "
@@ -145,12 +149,7 @@ def list_frame_clips(frames_dir: str | Path) -> list[tuple[str, Path]]:
     return [(label_dir.name, clip_dir)
             for label_dir in sorted(frames_dir.iterdir()) if label_dir.is_dir() and _visible(label_dir)
             for clip_dir in sorted(label_dir.iterdir())
-            if clip_dir.is_dir() and _visible(clip_dir) and _has_frame_files(clip_dir)]
-
-
-def _has_frame_files(clip_dir: Path) -> bool:
-    return any(p.suffix.lower() in IMAGE_SUFFIXES and p.stem.isascii() and p.stem.isdecimal() and _visible(p)
-               for p in clip_dir.iterdir())
+            if clip_dir.is_dir() and _visible(clip_dir) and any(map(_is_frame_file, clip_dir.iterdir()))]
 
 
 def _settings(seq_len, every_seconds, stride, size, image_format) -> dict:
@@ -318,8 +317,7 @@ def extract_frames(videos_dir: str | Path, out_dir: str | Path, *, seq_len: int 
         sample_stride_indices(0, stride)
     else:
         sample_every_seconds_indices(0, 1.0, every_seconds)
-    if not 0 <= min_decoded_fraction <= 1:
-        raise ValueError(f"min_decoded_fraction must be in [0, 1], got {min_decoded_fraction}")
+    check_min_decoded_fraction(min_decoded_fraction)
     settings = _settings(seq_len, every_seconds, stride, normalize_size(size), image_format)
     jobs = (os.cpu_count() or 1) if jobs is None else jobs
     if jobs < 1:

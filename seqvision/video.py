@@ -315,6 +315,13 @@ def _stop_at(mode: str, sampler, wanted: np.ndarray, fps: float, end: int | None
     return end
 
 
+def check_min_decoded_fraction(value: float) -> float:
+    """``value`` if it is a fraction in [0, 1], else ValueError."""
+    if not 0 <= value <= 1:
+        raise ValueError(f"min_decoded_fraction must be in [0, 1], got {value}")
+    return value
+
+
 def read_video_frames(path: str | Path, indices=None, *, seq_len: int | None = None,
                       stride: int | None = None, every_seconds: float | None = None, start: int = 0,
                       end: int | None = None, max_len: int | None = None,
@@ -338,8 +345,7 @@ def read_video_frames(path: str | Path, indices=None, *, seq_len: int | None = N
     """
     path = Path(path)
     size = normalize_size(size)
-    if not 0 <= min_decoded_fraction <= 1:
-        raise ValueError(f"min_decoded_fraction must be in [0, 1], got {min_decoded_fraction}")
+    check_min_decoded_fraction(min_decoded_fraction)
     mode, sampler = _sampler(indices, seq_len, stride, every_seconds, start, end, max_len)
     cap = _open(path)
     metadata_frames, fps = _metadata(cap)
