@@ -32,22 +32,36 @@ class CoordinateChannels(layers.Layer):
         return (*input_shape[:-1], input_shape[-1] + 2)
 
 
-def build_cnn_backbone(img_size: int, filters: tuple[int, ...] = (32, 64, 128, 128),
-                       name: str = "cnn") -> keras.Model:
-    """Small CNN: conv-BN-ReLU blocks with max pooling, ending in global average pooling.
+def build_cnn_backbone(img_size: int, filters: tuple[int, ...] = (32, 64, 128, 128), channels: int = 3,
+                       pooling: str = "grid", grid: int = 4, grid_width: int = 128, name: str = "cnn") -> keras.Model:
+    """Small CNN: conv-BN-ReLU blocks with max pooling, then ``pooling``.
 
-    ``[B, img_size, img_size, 3]`` in 0..255 -> ``[B, filters[-1]]``.
+    ``[B, img_size, img_size, channels]`` in 0..255 -> ``[B, D]`` (``channels=6``: frames next
+    to their differences, see ``models.TemporalDifference``). ``pooling="grid"`` averages the
+    last feature map down to ``grid x grid`` cells and projects them to ``grid_width`` features, so
+    where things are (and which way they turn) survives; ``"gap"`` is global average pooling
+    (``D = filters[-1]``), which keeps only what is present.
     """
-    images = keras.Input((img_size, img_size, 3), name="images")
+    if pooling not in ("grid", "gap"):
+        raise ValueError(f"pooling must be grid or gap, got {pooling!r}")
+    images = keras.Input((img_size, img_size, channels), name="images")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(images)
     x = CoordinateChannels(name="coords")(x)
-    for i, width in enumerate(filters):
-        x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+    for i, filters_i in enumerate(filters):
+        x = layers.Conv2D(filters_i, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
         x = layers.BatchNormalization(name=f"bn{i}")(x)
         x = layers.ReLU(name=f"relu{i}")(x)
         if i < len(filters) - 1:
             x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
-    features = layers.GlobalAveragePooling2D(name="gap")(x)
+    if pooling == "gap":
+        features = layers.GlobalAveragePooling2D(name="gap")(x)
+    else:
+        cells = max(1, min(grid, x.shape[1]))
+        x = layers.AveragePooling2D(x.shape[1] // cells, name="grid_pool")(x)
+        x = layers.Flatten(name="grid_flat")(x)
+        x = layers.Dense(grid_width, use_bias=False, name="grid_dense")(x)
+        x = layers.BatchNormalization(name="grid_bn")(x)
+        features = layers.ReLU(name="grid_relu")(x)
     return keras.Model(images, features, name=name)
 
 

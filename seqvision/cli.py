@@ -118,7 +118,7 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
               help="Frame model: cnn (small, trained end to end) or mobilenet (pretrained MobileNetV2, frozen, "
               "with cached embeddings; see --weights, --hub-handle, --fine-tune-at).")
 @click.option("--seq-len", type=click.IntRange(1), default=16, show_default=True, help="Frames per clip (T).")
-@click.option("--img-size", type=click.IntRange(16), help="Frame side in pixels [default: 112 cnn, 224 mobilenet].")
+@click.option("--img-size", type=click.IntRange(16), help="Frame side in pixels [default: 64 cnn, 224 mobilenet].")
 @click.option("--weights", default="imagenet", show_default=True,
               help="mobilenet: imagenet, none (random) or a weights file.")
 @click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
@@ -146,7 +146,17 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.3, show_default=True)
 @click.option("--head", type=click.Choice(["lstm", "mean"]), default="lstm", show_default=True,
               help="Temporal model; mean = order-free baseline.")
+@click.option("--frame-diff/--no-frame-diff", default=True, show_default=True,
+              help="cnn: feed each frame next to its difference from the previous frame (motion input).")
+@click.option("--feature-diff/--no-feature-diff", default=True, show_default=True,
+              help="Feed the temporal head each frame's features next to their change since the previous frame.")
+@click.option("--weight-decay", type=click.FloatRange(0), default=1e-4, show_default=True,
+              help="AdamW decoupled weight decay; 0 = plain Adam.")
+@click.option("--train-views", type=click.IntRange(1), default=4, show_default=True,
+              help="Temporally shifted samplings decoded (and cached) per clip; training takes one per epoch.")
 @click.option("--flip", is_flag=True, help="Random horizontal flips (not for left/right-sensitive classes).")
+@click.option("--flip-pairs", help="Flip, mapping each class to its mirror class: LEFT:RIGHT,… "
+              "e.g. move_left:move_right.")
 @click.option("--patience", type=click.IntRange(1), default=8, show_default=True, help="Early-stopping epochs.")
 @click.option("--cache", type=click.Choice(["auto", "memory", "none"]), default="auto", show_default=True,
               help="Keep decoded clips in memory (auto: when they fit in 2 GiB).")
@@ -156,6 +166,8 @@ def train_command(data_dir, run_dir, **options):
     """Train a CNN-LSTM on DATA_DIR (videos or frame folders in <label>/ subfolders)."""
     from seqvision.training import VideoTrainConfig, train_video
 
+    if options["flip_pairs"]:
+        options["flip_pairs"] = [p for p in options["flip_pairs"].split(",") if p.strip()]
     best = train_video(VideoTrainConfig(data_dir=data_dir, **options), run_dir)
     log.info("best epoch %d; model, curves and history in %s", best["epoch"], run_dir)
 
@@ -170,10 +182,12 @@ def train_command(data_dir, run_dir, **options):
 @click.option("--weights", default="imagenet", show_default=True)
 @click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
 @click.option("--hub-handle")
+@click.option("--views", type=click.IntRange(1), default=4, show_default=True,
+              help="Temporally shifted samplings per clip (train --train-views must match to reuse the cache).")
 @click.option("--batch-frames", type=click.IntRange(1), default=256, show_default=True,
               help="Frames per backbone call.")
 @friendly_errors
-def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, alpha, hub_handle, batch_frames):
+def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, alpha, hub_handle, views, batch_frames):
     """Compute (or reuse) the frozen-backbone embedding cache of DATA_DIR."""
     from seqvision.backbones import build_backbone
     from seqvision.datasets import find_clips
@@ -184,7 +198,7 @@ def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, al
                               weights=weights, alpha=alpha, hub_handle=hub_handle)
     model = build_backbone(backbone, img_size, **backbone_options(config))
     cache = get_embedding_cache(find_clips(data_dir), model, backbone_identity(config), seq_len, img_size,
-                                cache_root, batch_frames=batch_frames)
+                                cache_root, views=views, batch_frames=batch_frames)
     click.echo(str(cache.path))
 
 
@@ -204,9 +218,11 @@ def _echo_metrics(metrics: dict, as_json: bool) -> None:
               help="Video runs: only clips named in this UCF101 split file.")
 @click.option("--split", help="Skeleton runs: split of the pickle to evaluate on [default: test1].")
 @click.option("--batch-size", type=click.IntRange(1))
+@click.option("--views", type=click.IntRange(1), help="Video runs: average the predictions of K temporally shifted "
+              "samplings per clip [default: 1].")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object on stdout.")
 @friendly_errors
-def evaluate_command(run_dir, data, list_file, split, batch_size, as_json):
+def evaluate_command(run_dir, data, list_file, split, batch_size, views, as_json):
     """Metrics of the model in RUN_DIR on DATA (videos/frames folder, or a skeleton pickle).
 
     Plots (confusion matrix) and metrics JSON are saved under RUN_DIR.
@@ -216,13 +232,13 @@ def evaluate_command(run_dir, data, list_file, split, batch_size, as_json):
     if run_kind(run_dir) == "skeleton":
         from seqvision.skeleton import evaluate_skeleton
 
-        if list_file:
-            raise click.UsageError("--list is for video runs; skeleton runs take --split")
+        if list_file or views:
+            raise click.UsageError("--list and --views are for video runs; skeleton runs take --split")
         metrics = evaluate_skeleton(run_dir, data, split or "test1", **_given(batch_size=batch_size))
     else:
         if split:
             raise click.UsageError("--split is for skeleton runs; video runs take --list")
-        metrics = evaluate_video_run(run_dir, data, list_file, batch_size)
+        metrics = evaluate_video_run(run_dir, data, list_file, batch_size, **_given(views=views))
     _echo_metrics(metrics, as_json)
 
 
@@ -231,9 +247,11 @@ def evaluate_command(run_dir, data, list_file, split, batch_size, as_json):
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--split", help="Skeleton runs: split of the pickle [default: every annotation].")
 @click.option("--top-k", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--views", type=click.IntRange(1), help="Video runs: average K temporally shifted samplings per "
+              "input [default: 1].")
 @click.option("--json", "as_json", is_flag=True, help="Print predictions as JSON on stdout.")
 @friendly_errors
-def predict_command(run_dir, inputs, split, top_k, as_json):
+def predict_command(run_dir, inputs, split, top_k, views, as_json):
     """Top-k labels for each input: video files or frame folders, or one skeleton pickle."""
     from seqvision.inference import predict_video_clips, run_kind
 
@@ -246,7 +264,7 @@ def predict_command(run_dir, inputs, split, top_k, as_json):
     else:
         if split:
             raise click.UsageError("--split is for skeleton runs")
-        results = predict_video_clips(run_dir, list(inputs), top_k)
+        results = predict_video_clips(run_dir, list(inputs), top_k, **_given(views=views))
     if as_json:
         _echo_json(results)
     else:
@@ -280,7 +298,10 @@ def predict_command(run_dir, inputs, split, top_k, as_json):
 @click.option("--layers", "num_layers", type=click.IntRange(1))
 @click.option("--bidirectional/--unidirectional", default=None)
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True))
-@click.option("--flip/--no-flip", default=None, help="Random left-right flips with joint swaps [default: on].")
+@click.option("--flip/--no-flip", default=None, help="Random left-right flips with joint swaps; only for classes "
+              "a mirror image does not change [default: off].")
+@click.option("--flip-pairs", help="Flip, mapping each class to its mirror class: LEFT:RIGHT,… (ids or names), "
+              "e.g. raise_left_arm:raise_right_arm.")
 @click.option("--epochs", type=click.IntRange(1))
 @click.option("--batch-size", type=click.IntRange(1), help="Sequences per replica.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True))
@@ -296,6 +317,8 @@ def train_skeleton_command(ann_path, run_dir, classes, seq_len, **options):
     from seqvision.skeleton import train_skeleton
 
     settings = _given(**options)
+    if settings.get("flip_pairs"):
+        settings["flip_pairs"] = [p for p in settings["flip_pairs"].split(",") if p.strip()]
     if classes:
         settings["classes"] = [int(c) if c.strip().isdigit() else c.strip() for c in classes.split(",")]
     if seq_len is not None:

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from seqvision.frames import find_videos, list_frame_clips, read_frame_folder
+from seqvision.frames import find_videos, frame_files, list_frame_clips, read_frame_folder
+from seqvision.sampling import sample_uniform_indices, view_offsets
 from seqvision.video import VIDEO_EXTENSIONS, VideoError, read_video_frames
 
 log = logging.getLogger(__name__)
@@ -89,47 +90,92 @@ def clips_in_list(clips: list[Clip], list_file: str | Path) -> list[Clip]:
 
 
 def split_train_val(clips: list[Clip], val_fraction: float, seed: int = 0) -> tuple[list[Clip], list[Clip]]:
-    """Stratified, group-aware split: clips of one group never land on both sides."""
-    from sklearn.model_selection import StratifiedGroupKFold
+    """Group-aware hold-out of close to ``val_fraction`` of the clips, every class on both sides
+    where the groups allow: clips of one group never land on both sides.
 
+    Whole groups are held out, so the share can only approach ``val_fraction``; among many
+    seeded group orders, the one closest to it (with the most classes present on both sides)
+    is taken, and a warning says when the groups force a share more than 5 points off.
+    """
     if not 0 < val_fraction <= 0.5:
         raise ValueError(f"val_fraction must be in (0, 0.5], got {val_fraction}")
-    labels = [c.label for c in clips]
-    groups = [c.group for c in clips]
-    n_splits = int(1 / val_fraction + 0.5)  # one fold of a k-fold split is held out: 1/k ≈ val_fraction
-    n_groups = len(set(groups))
-    if n_groups < 2:
-        raise ValueError(f"cannot hold out a validation set by group: all {len(clips)} clips are in one group; "
+    return split_by_groups([c.label for c in clips], [c.group for c in clips], val_fraction, seed,
+                           items=clips)
+
+
+def split_by_groups(labels: list, groups: list, val_fraction: float, seed: int = 0, items: list | None = None,
+                    tries: int = 256):
+    """``(train, val)`` of ``items`` (default: their indices) holding out whole ``groups``; see
+    :func:`split_train_val`."""
+    items = list(range(len(labels))) if items is None else items
+    names = sorted(set(groups))
+    if len(names) < 2:
+        raise ValueError(f"cannot hold out a validation set by group: all {len(labels)} clips are in one group; "
                          "use --val-dir or a split file")
-    if n_groups < n_splits:
-        log.warning("only %d recording groups: holding out 1/%d of them for validation instead of %.0f%%",
-                    n_groups, n_groups, 100 * val_fraction)
-        n_splits = n_groups
-    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "least populated class" on small sets
-        train_idx, val_idx = next(splitter.split(np.zeros(len(clips)), labels, groups))
-    return [clips[i] for i in train_idx], [clips[i] for i in val_idx]
+    classes = sorted(set(labels))
+    counts = np.zeros((len(names), len(classes)), np.int64)  # clips per group and class
+    group_row = {g: i for i, g in enumerate(names)}
+    class_col = {c: i for i, c in enumerate(classes)}
+    for label, group in zip(labels, groups):
+        counts[group_row[group], class_col[label]] += 1
+    target = val_fraction * len(labels)
+    rng = np.random.default_rng(seed)
+    best, best_score = None, None
+    totals = counts.sum(axis=0)
+    for _ in range(tries if len(names) < 1000 else 16):
+        order = rng.permutation(len(names))
+        cumulative = np.cumsum(counts[order], axis=0)  # [G, C]: clips held out by the first g+1 groups
+        held = cumulative.sum(axis=1)
+        crossing = int(np.searchsorted(held, target))
+        for size in {max(1, crossing), min(len(names) - 1, crossing + 1)}:  # just below and at/above target
+            missing = int(np.sum(cumulative[size - 1] == 0) + np.sum(cumulative[size - 1] == totals))
+            score = (missing, abs(held[size - 1] - target))
+            if best_score is None or score < best_score:
+                best, best_score = order[:size], score
+    val_groups = {names[i] for i in best}
+    val = [item for item, group in zip(items, groups) if group in val_groups]
+    train = [item for item, group in zip(items, groups) if group not in val_groups]
+    share = len(val) / len(labels)
+    if abs(share - val_fraction) > 0.05:
+        log.warning("holding out %d of %d recording groups: %.0f%% of the clips instead of the %.0f%% asked for, "
+                    "as groups are never split", len(val_groups), len(names), 100 * share, 100 * val_fraction)
+    return train, val
+
+
+def load_clip_views(clip_path: str | Path, seq_len: int, img_size: int,
+                    offsets: tuple[float, ...] = (0.5,)) -> tuple[np.ndarray, int]:
+    """Read ``len(offsets)`` uniform views of a clip (see ``view_offsets``) in one decode.
+
+    Returns ``(frames uint8 [V, seq_len, S, S, 3] right-padded, true length)``; the length
+    (``min(seq_len, frames in the clip)``) is the same for every view. Raises ``VideoError``
+    for an unreadable clip.
+    """
+    path = Path(clip_path)
+    if path.is_dir():
+        num_frames = len(frame_files(path))
+        frames = read_frame_folder(path, size=img_size, seq_len=seq_len, offsets=offsets)
+    else:
+        frames, _, info = read_video_frames(path, seq_len=seq_len, size=img_size, offsets=offsets)
+        num_frames = info.num_frames
+    if len(frames) == 0:
+        raise VideoError(path, "no frames")
+    per_view = [sample_uniform_indices(num_frames, seq_len, offset=offset) for offset in offsets]
+    union = np.unique(np.concatenate(per_view))
+    length = len(per_view[0])
+    padded = np.zeros((len(offsets), seq_len, img_size, img_size, 3), np.uint8)
+    for view, indices in enumerate(per_view):
+        padded[view, :length] = frames[np.searchsorted(union, indices)]
+    return padded, length
 
 
 def load_clip(clip_path: str | Path, seq_len: int, img_size: int) -> tuple[np.ndarray, int]:
-    """Read ``seq_len`` frames spread over a clip, resized to ``img_size``.
+    """Read ``seq_len`` frames spread over a clip (segment centres), resized to ``img_size``.
 
     Returns ``(frames uint8 [seq_len, S, S, 3] right-padded, true length)``.
     Raises ``VideoError`` for an unreadable clip.
     """
-    path = Path(clip_path)
-    if path.is_dir():
-        frames = read_frame_folder(path, size=img_size, seq_len=seq_len)
-    else:
-        frames, _, _ = read_video_frames(path, seq_len=seq_len, size=img_size)
-    length = len(frames)
-    if length == 0:
-        raise VideoError(path, "no frames")
-    padded = np.zeros((seq_len, img_size, img_size, 3), np.uint8)
-    padded[:length] = frames
-    return padded, length
+    frames, length = load_clip_views(clip_path, seq_len, img_size)
+    return frames[0], length
 
 
 def make_clip_dataset(
@@ -143,35 +189,42 @@ def make_clip_dataset(
     flip: bool = False,
     min_crop_area: float = 0.7,
     colour_jitter: float = 0.2,
+    views: int = 1,
+    stack_views: bool = False,
+    mirror_classes: tuple[int, ...] | None = None,
     seed: int = 0,
 ) -> tf.data.Dataset:
     """Batched ``({"frames", "mask"}, label)`` dataset; see the module docstring.
 
     A clip that fails to decode is logged (path + reason) and dropped, never fatal.
-    ``cache`` keeps decoded clips in memory after the first pass. ``training`` adds
-    shuffling and per-clip augmentation (random crop of at least ``min_crop_area``,
-    brightness / contrast / saturation jitter of up to ``colour_jitter``, horizontal flip
-    only when ``flip``: it swaps left/right motions), drawn once per clip.
+    ``cache`` keeps decoded clips in memory after the first pass. Each clip is decoded as
+    ``views`` temporally shifted uniform samplings (``view_offsets``). ``training`` takes one
+    random view per clip and epoch (temporal jitter), shuffles, and adds per-clip augmentation
+    (random crop of at least ``min_crop_area``, brightness / contrast / saturation jitter of up
+    to ``colour_jitter``, horizontal flip only when ``flip``: it swaps left/right motions, so a
+    flipped clip takes the label ``mirror_classes[label]`` when that is given), drawn once per clip. Otherwise every view is its own element, or with ``stack_views`` one element
+    per clip with ``frames [V, T, S, S, 3]`` and ``mask [V, T]`` (for averaging over views).
     """
     label_index = {name: i for i, name in enumerate(label_names)}
     paths = [str(c.path) for c in clips]
     labels = np.array([label_index[c.label] for c in clips], np.int32)
+    offsets = view_offsets(views)
     reported: set[str] = set()
 
     def load_or_empty(path_bytes):
         path = path_bytes.decode()
         try:
-            frames, length = load_clip(path, seq_len, img_size)
+            frames, length = load_clip_views(path, seq_len, img_size, offsets)
         except (VideoError, OSError, ValueError) as error:
             if path not in reported:
                 reported.add(path)
                 log.warning("skipping %s", error if isinstance(error, VideoError) else f"{path}: {error}")
-            return np.zeros((seq_len, img_size, img_size, 3), np.uint8), np.int32(0)
+            return np.zeros((views, seq_len, img_size, img_size, 3), np.uint8), np.int32(0)
         return frames, np.int32(length)
 
     def decode(path, label):
         frames, length = tf.numpy_function(load_or_empty, [path], (tf.uint8, tf.int32), stateful=False)
-        frames.set_shape((seq_len, img_size, img_size, 3))
+        frames.set_shape((views, seq_len, img_size, img_size, 3))
         length.set_shape(())
         return frames, length, label
 
@@ -185,25 +238,36 @@ def make_clip_dataset(
         ds = ds.cache()
         if training:
             ds = ds.shuffle(min(len(paths), 512), seed=seed, reshuffle_each_iteration=True)
-    if training:
-        generator = tf.random.Generator.from_seed(seed)
-
-        def augment(frames, length, label):
-            return augment_clip(frames, generator, min_crop_area, flip, colour_jitter, length), length, label
-
-        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
 
     def to_inputs(frames, length, label):
         return {"frames": frames, "mask": tf.range(seq_len) < length}, label
 
-    return ds.map(to_inputs).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    if training:
+        generator = tf.random.Generator.from_seed(seed)
+
+        mirror = tf.constant(mirror_classes if mirror_classes is not None else range(len(label_names)), tf.int32)
+
+        def augment(frames, length, label):
+            view = frames[generator.uniform((), 0, views, dtype=tf.int32)]
+            flipped = generator.uniform(()) < 0.5 if flip else tf.constant(False)
+            label = tf.where(flipped, tf.gather(mirror, label), label)
+            return augment_clip(view, generator, min_crop_area, flipped, colour_jitter, length), length, label
+
+        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE).map(to_inputs)
+    elif stack_views:
+        ds = ds.map(lambda frames, length, label: (
+            {"frames": frames, "mask": tf.tile((tf.range(seq_len) < length)[None], [views, 1])}, label))
+    else:
+        ds = ds.flat_map(lambda frames, length, label: tf.data.Dataset.from_tensor_slices(
+            (frames, tf.fill([views], length), tf.fill([views], label)))).map(to_inputs)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def augment_clip(frames, generator: tf.random.Generator, min_crop_area: float, flip: bool,
                  colour_jitter: float = 0.0, length=None):
     """One random crop (resized back), colour jitter and optional flip shared by all frames.
 
-    ``frames`` uint8 ``[T, S, S, 3]``; ``colour_jitter`` j draws brightness in ±j·255,
+    ``frames`` uint8 ``[T, S, S, 3]``; ``flip`` a bool (or bool tensor: mirror this clip); ``colour_jitter`` j draws brightness in ±j·255,
     contrast and saturation factors in [1-j, 1+j]. Frames from ``length`` on (padding)
     stay zero.
     """
@@ -216,8 +280,9 @@ def augment_clip(frames, generator: tf.random.Generator, min_crop_area: float, f
     steps = tf.shape(frames)[0]
     boxes = tf.tile(box[None], [steps, 1])
     cropped = tf.image.crop_and_resize(tf.cast(frames, tf.float32), boxes, tf.range(steps), size)
-    if flip:
-        cropped = tf.cond(generator.uniform(()) < 0.5, lambda: tf.reverse(cropped, axis=[2]), lambda: cropped)
+    if isinstance(flip, bool):
+        flip = generator.uniform(()) < 0.5 if flip else tf.constant(False)
+    cropped = tf.cond(flip, lambda: tf.reverse(cropped, axis=[2]), lambda: cropped)
     if colour_jitter:
         length = steps if length is None else length
         grey = tf.reduce_mean(cropped, axis=-1, keepdims=True)
@@ -233,15 +298,30 @@ def make_feature_dataset(features: np.ndarray, masks: np.ndarray, labels: np.nda
                          batch_size: int, training: bool = False, seed: int = 0) -> tf.data.Dataset:
     """Batched ``({"features": float32 [B, T, D], "mask": bool [B, T]}, label)`` from cached embeddings.
 
-    ``features`` may be a float16 memmap ``[N, T, D]``; only ``rows`` are read.
+    ``features`` is ``[N, V, T, D]`` (V temporally shifted views per clip), typically a float16
+    memmap: batches are read from it as they are needed, never all ``rows`` at once.
+    ``training`` shuffles and takes one random view per clip and epoch; otherwise every view of
+    every row is an element.
     """
-    rows = np.sort(np.asarray(rows))
-    ds = tf.data.Dataset.from_tensor_slices(({"features": np.asarray(features[rows]), "mask": masks[rows]},
-                                             labels[rows]))
+    rows = np.sort(np.asarray(rows, np.int64))
+    views, steps, dim = features.shape[1:]
     if training:
-        ds = ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+        generator = tf.random.Generator.from_seed(seed)
+        ds = tf.data.Dataset.from_tensor_slices(rows).shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(lambda row: (row, generator.uniform((), 0, views, dtype=tf.int64)))
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((np.repeat(rows, views), np.tile(np.arange(views), len(rows))))
 
-    def to_float(inputs, label):
-        return {"features": tf.cast(inputs["features"], tf.float32), "mask": inputs["mask"]}, label
+    def gather(batch_rows, batch_views):
+        return (np.asarray(features[batch_rows, batch_views], np.float32), masks[batch_rows],
+                labels[batch_rows].astype(np.int32))
 
-    return ds.batch(batch_size).map(to_float).prefetch(tf.data.AUTOTUNE)
+    def read(batch_rows, batch_views):
+        x, mask, y = tf.numpy_function(gather, [batch_rows, batch_views], (tf.float32, tf.bool, tf.int32),
+                                       stateful=False)
+        x.set_shape((None, steps, dim))
+        mask.set_shape((None, steps))
+        y.set_shape((None,))
+        return {"features": x, "mask": mask}, y
+
+    return ds.batch(batch_size).map(read).prefetch(tf.data.AUTOTUNE)

@@ -1,7 +1,8 @@
 """On-disk cache of per-frame backbone embeddings for frozen-backbone training.
 
-A cache is a folder holding ``features.npy`` (float16 ``[N, T, D]``, memory-mapped,
-zero after each clip's true length), ``lengths.npy`` (int32 ``[N]``), ``backbone.weights.h5``
+A cache is a folder holding ``features.npy`` (float16 ``[N, V, T, D]``, memory-mapped:
+V temporally shifted uniform views per clip (``sampling.view_offsets``), zero after each
+clip's true length), ``lengths.npy`` (int32 ``[N]``), ``backbone.weights.h5``
 (the Keras backbone's weights, so a reused cache always matches the backbone that
 produced it) and ``manifest.json`` (backbone, weights id, image size, T, sampling,
 embedding dim, clip list with labels, file sizes and mtimes). Rows are in path order, so
@@ -30,13 +31,13 @@ from seqvision.io import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: rows in path order
+CACHE_VERSION = 3  # 2: rows in path order; 3: V views per clip
 
 
 @dataclass
 class EmbeddingCache:
     path: Path
-    features: np.ndarray  # float16 [N, T, D], memory-mapped
+    features: np.ndarray  # float16 [N, V, T, D], memory-mapped
     lengths: np.ndarray  # int32 [N]
     manifest: dict
 
@@ -47,7 +48,7 @@ class EmbeddingCache:
     @property
     def masks(self) -> np.ndarray:
         """bool ``[N, T]``: True for real frames."""
-        return np.arange(self.features.shape[1])[None] < self.lengths[:, None]
+        return np.arange(self.features.shape[2])[None] < self.lengths[:, None]
 
     def rows_for(self, clips) -> np.ndarray:
         """int64 ``[len(clips)]``: the cache row of each clip, in the order given."""
@@ -66,7 +67,7 @@ def default_cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "seqvision"
 
 
-def cache_key(clips, backbone_id: dict, seq_len: int, img_size: int) -> dict:
+def cache_key(clips, backbone_id: dict, seq_len: int, img_size: int, views: int = 1) -> dict:
     """Everything the cached numbers depend on (JSON-ready); clips in path order, once each."""
     entries = {}
     for clip in clips:
@@ -75,7 +76,7 @@ def cache_key(clips, backbone_id: dict, seq_len: int, img_size: int) -> dict:
         entries[str(path)] = {"path": str(path), "label": clip.label, "size": stat[0], "mtime": stat[1]}
     entries = [entries[path] for path in sorted(entries)]
     return {"version": CACHE_VERSION, "backbone": backbone_id, "img_size": img_size, "seq_len": seq_len,
-            "sampling": "uniform", "clips": entries}
+            "sampling": "uniform", "views": views, "clips": entries}
 
 
 def _content_stat(path: Path) -> tuple[int, float]:
@@ -90,7 +91,7 @@ def _content_stat(path: Path) -> tuple[int, float]:
 def cache_dir_for(key: dict, cache_root: str | Path) -> Path:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     name = key["backbone"].get("name", "backbone")
-    return Path(cache_root) / "embeddings" / f"{name}-{key['img_size']}px-T{key['seq_len']}-{digest}"
+    return Path(cache_root) / "embeddings" / f"{name}-{key['img_size']}px-T{key['seq_len']}x{key['views']}-{digest}"
 
 
 def open_embedding_cache(path: str | Path, key: dict | None = None) -> EmbeddingCache | None:
@@ -108,7 +109,7 @@ def open_embedding_cache(path: str | Path, key: dict | None = None) -> Embedding
     except (OSError, ValueError) as error:
         log.warning("%s: unreadable embedding cache (%s); rebuilding", path, error)
         return None
-    expected = (len(manifest["clips"]), manifest["seq_len"], manifest["embedding_dim"])
+    expected = (len(manifest["clips"]), manifest.get("views", 1), manifest["seq_len"], manifest["embedding_dim"])
     if features.shape != expected or lengths.shape != (expected[0],):
         log.warning("%s: embedding cache has shape %s, manifest says %s; rebuilding", path, features.shape, expected)
         return None
@@ -116,9 +117,9 @@ def open_embedding_cache(path: str | Path, key: dict | None = None) -> Embedding
 
 
 def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_size: int,
-                          cache_dir: str | Path, batch_frames: int = 256, workers: int | None = None,
+                          cache_dir: str | Path, views: int = 1, batch_frames: int = 256, workers: int | None = None,
                           progress: bool = True) -> EmbeddingCache:
-    """Decode every clip once, embed its frames in batches of ``batch_frames``, write the cache.
+    """Decode every clip once (all ``views``), embed its frames in batches of ``batch_frames``, write the cache.
 
     Decoding runs in a thread pool (OpenCV releases the GIL) ahead of the model calls.
     Clips that cannot be read are logged and stored with length 0 (all-False mask);
@@ -126,11 +127,13 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
     """
     from tqdm import tqdm
 
-    from seqvision.datasets import load_clip
+    from seqvision.datasets import load_clip_views
+    from seqvision.sampling import view_offsets
     from seqvision.video import VideoError
 
     cache_dir = Path(cache_dir)
-    key = cache_key(clips, backbone_id, seq_len, img_size)
+    key = cache_key(clips, backbone_id, seq_len, img_size, views)
+    offsets = view_offsets(views)
     by_path = {str(Path(c.path).resolve()): c for c in clips}
     clips = [by_path[entry["path"]] for entry in key["clips"]]  # row order = manifest order
     cache_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -140,17 +143,17 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
     tmp.mkdir()
     dim = int(backbone.output_shape[-1])
     features = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float16,
-                                         shape=(len(clips), seq_len, dim))
+                                         shape=(len(clips), views, seq_len, dim))
     lengths = np.zeros(len(clips), np.int32)
 
     def load(index):
         try:
-            return index, *load_clip(clips[index].path, seq_len, img_size)
+            return index, *load_clip_views(clips[index].path, seq_len, img_size, offsets)
         except (VideoError, OSError, ValueError) as error:
             log.warning("skipping %s", error if isinstance(error, VideoError) else f"{clips[index].path}: {error}")
             return index, None, 0
 
-    pending_frames, pending_rows = [], []  # frames [n, S, S, 3]; (clip index, length)
+    pending_frames, pending_rows = [], []  # frames [n, S, S, 3]; (clip index, length)  n = views * length
 
     def flush():
         if not pending_frames:
@@ -159,8 +162,8 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
         embedded = np.asarray(backbone.predict_on_batch(batch), np.float32)
         offset = 0
         for index, length in pending_rows:
-            features[index, :length] = embedded[offset:offset + length]
-            offset += length
+            features[index, :, :length] = embedded[offset:offset + views * length].reshape(views, length, dim)
+            offset += views * length
         pending_frames.clear()
         pending_rows.clear()
 
@@ -171,9 +174,9 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
         for index, frames, length in _bounded_map(pool, load, range(len(clips)), ahead=4 * workers):
             lengths[index] = length
             if length:
-                pending_frames.append(frames[:length])
+                pending_frames.append(frames[:, :length].reshape(-1, *frames.shape[2:]))
                 pending_rows.append((index, length))
-                queued += length
+                queued += views * length
             if queued >= batch_frames:
                 flush()
                 queued = 0
@@ -251,13 +254,13 @@ def _build_lock(cache_dir: Path):
 
 
 def get_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_size: int,
-                        cache_root: str | Path | None = None, **build_options) -> EmbeddingCache:
+                        cache_root: str | Path | None = None, views: int = 1, **build_options) -> EmbeddingCache:
     """Reuse a cache of these clips (or of more) with these settings, or build it.
 
     Rows are in path order: use :meth:`EmbeddingCache.rows_for` to find a clip's row.
     On reuse, the backbone's weights are set to those stored with the cache.
     """
-    key = cache_key(clips, backbone_id, seq_len, img_size)
+    key = cache_key(clips, backbone_id, seq_len, img_size, views)
     cache_root = cache_root or default_cache_root()
     path = cache_dir_for(key, cache_root)
     cache = open_embedding_cache(path, key) or find_covering_cache(key, cache_root)
@@ -265,7 +268,8 @@ def get_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_si
         with _build_lock(path):
             cache = open_embedding_cache(path, key)  # built by the process we waited for
             if cache is None:
-                return build_embedding_cache(clips, backbone, backbone_id, seq_len, img_size, path, **build_options)
+                return build_embedding_cache(clips, backbone, backbone_id, seq_len, img_size, path, views,
+                                             **build_options)
     log.info("reusing embedding cache %s", cache.path)
     if (cache.path / "backbone.weights.h5").exists():
         backbone.load_weights(cache.path / "backbone.weights.h5")

@@ -107,22 +107,21 @@ def _frame_files(clip_dir: Path) -> list[Path]:
 
 
 def read_frame_folder(clip_dir: str | Path, size: int | tuple[int, int] | None = None,
-                      seq_len: int | None = None) -> np.ndarray:
+                      seq_len: int | None = None, offsets: tuple[float, ...] = (0.5,)) -> np.ndarray:
     """Frames of one clip folder: uint8 ``[T, H, W, 3]`` RGB in numeric file order.
 
     ``size``: int for a square side or ``(width, height)``, resized with ``cv2.INTER_AREA``.
-    ``seq_len``: read only that many frames, spread uniformly over the folder (all when fewer).
+    ``seq_len``: read only that many frames, spread uniformly over the folder (all when fewer);
+    with several segment ``offsets``, the sorted union of those views (see ``view_offsets``).
     Raises ValueError for a missing folder, no frames, an unreadable image or mixed sizes.
     """
     clip_dir = Path(clip_dir)
     size = normalize_size(size)
-    if not clip_dir.is_dir():
-        raise ValueError(f"{clip_dir}: not a folder")
-    files = _frame_files(clip_dir)
-    if not files:
-        raise ValueError(f"{clip_dir}: no frame images (000000.png, 000001.png, …)")
+    files = frame_files(clip_dir)
     if seq_len is not None:
-        files = [files[i] for i in sample_uniform_indices(len(files), seq_len)]
+        wanted = np.unique(np.concatenate([sample_uniform_indices(len(files), seq_len, offset=offset)
+                                           for offset in offsets]))
+        files = [files[i] for i in wanted]
     frames = []
     for path in files:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -135,6 +134,17 @@ def read_frame_folder(clip_dir: str | Path, size: int | tuple[int, int] | None =
     if len({f.shape for f in frames}) > 1:
         raise ValueError(f"{clip_dir}: frames differ in size; pass size= to resize")
     return np.stack(frames)
+
+
+def frame_files(clip_dir: str | Path) -> list[Path]:
+    """The frame images of a clip folder in temporal (numeric) order; ValueError when there are none."""
+    clip_dir = Path(clip_dir)
+    if not clip_dir.is_dir():
+        raise ValueError(f"{clip_dir}: not a folder")
+    files = _frame_files(clip_dir)
+    if not files:
+        raise ValueError(f"{clip_dir}: no frame images (000000.png, 000001.png, …)")
+    return files
 
 
 def list_frame_clips(frames_dir: str | Path) -> list[tuple[str, Path]]:

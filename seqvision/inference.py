@@ -38,11 +38,26 @@ def load_run(run_dir: str | Path) -> tuple[keras.Model, dict, list[str]]:
     return model, read_json(run_dir / "config.json"), read_json(run_dir / "labels.json")
 
 
+DEFAULT_VIEWS = 1
+
+
+def predict_views(model: keras.Model, inputs: dict) -> np.ndarray:
+    """Probabilities ``[B, K]`` for ``frames [B, T, S, S, 3]``, or the mean over views for
+    ``frames [B, V, T, S, S, 3]`` with ``mask [B, V, T]``."""
+    frames, mask = np.asarray(inputs["frames"]), np.asarray(inputs["mask"])
+    if frames.ndim == 5:
+        return model.predict_on_batch({"frames": frames, "mask": mask})
+    batch, views = frames.shape[:2]
+    probs = model.predict_on_batch({"frames": frames.reshape(batch * views, *frames.shape[2:]),
+                                    "mask": mask.reshape(batch * views, -1)})
+    return np.asarray(probs).reshape(batch, views, -1).mean(axis=1)
+
+
 def _predict_probs(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
     probs, labels = [], []
     with contextlib.redirect_stdout(sys.stderr):
         for inputs, y in dataset:
-            probs.append(model.predict_on_batch(inputs))
+            probs.append(predict_views(model, inputs))
             labels.append(y.numpy())
     if not probs:
         return np.zeros((0, model.output_shape[-1]), np.float32), np.zeros(0, np.int64)
@@ -50,8 +65,10 @@ def _predict_probs(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]
 
 
 def evaluate_video_run(run_dir: str | Path, data_dir: str | Path, list_file: str | Path | None = None,
-                       batch_size: int | None = None) -> dict:
-    """Metrics of a video run on the clips under ``data_dir``; saved under ``run_dir``."""
+                       batch_size: int | None = None, views: int = DEFAULT_VIEWS) -> dict:
+    """Metrics of a video run on the clips under ``data_dir``; saved under ``run_dir``.
+
+    Each clip's probabilities are the mean over ``views`` temporally shifted samplings."""
     from seqvision.datasets import clips_in_list, find_clips, make_clip_dataset
 
     model, config, labels = load_run(run_dir)
@@ -65,7 +82,7 @@ def evaluate_video_run(run_dir: str | Path, data_dir: str | Path, list_file: str
     if not clips:
         raise ValueError(f"{data_dir}: no clips with the run's labels ({', '.join(labels)})")
     dataset = make_clip_dataset(clips, labels, config["seq_len"], config["img_size"],
-                                batch_size or config["batch_size"])
+                                batch_size or config["batch_size"], views=views, stack_views=True)
     probs, y_true = _predict_probs(model, dataset)
     if len(y_true) == 0:
         raise ValueError(f"{data_dir}: none of the {len(clips)} clips could be read")
@@ -75,9 +92,12 @@ def evaluate_video_run(run_dir: str | Path, data_dir: str | Path, list_file: str
     return metrics
 
 
-def predict_video_clips(run_dir: str | Path, paths: list[str | Path], top_k: int = 5) -> list[dict]:
-    """Top-k labels for each video file or frame folder; unreadable ones get an ``error``."""
-    from seqvision.datasets import load_clip
+def predict_video_clips(run_dir: str | Path, paths: list[str | Path], top_k: int = 5,
+                        views: int = DEFAULT_VIEWS) -> list[dict]:
+    """Top-k labels for each video file or frame folder (mean over ``views`` samplings);
+    unreadable ones get an ``error``."""
+    from seqvision.datasets import load_clip_views
+    from seqvision.sampling import view_offsets
     from seqvision.video import VideoError
 
     model, config, labels = load_run(run_dir)
@@ -88,8 +108,8 @@ def predict_video_clips(run_dir: str | Path, paths: list[str | Path], top_k: int
         if not batch:
             return
         frames = np.stack([b[0] for b in batch])
-        mask = np.stack([np.arange(seq_len) < b[1] for b in batch])
-        probs = model.predict_on_batch({"frames": frames, "mask": mask})
+        mask = np.stack([np.tile(np.arange(seq_len) < b[1], (views, 1)) for b in batch])
+        probs = predict_views(model, {"frames": frames, "mask": mask})
         for row, p in zip(batch_rows, probs):
             order = np.argsort(-p)[:top_k]
             row["predictions"] = [{"label": labels[i], "probability": float(p[i])} for i in order]
@@ -100,7 +120,7 @@ def predict_video_clips(run_dir: str | Path, paths: list[str | Path], top_k: int
         row = {"path": str(path)}
         results.append(row)
         try:
-            batch.append(load_clip(path, seq_len, img_size))
+            batch.append(load_clip_views(path, seq_len, img_size, view_offsets(views)))
             batch_rows.append(row)
         except (VideoError, OSError, ValueError) as error:
             row["error"] = str(error)

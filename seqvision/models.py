@@ -36,6 +36,34 @@ class FrameEncoder(layers.Wrapper):
         return (input_shape[0], input_shape[1], *inner[1:])
 
 
+@keras.saving.register_keras_serializable(package="seqvision")
+class TemporalDifference(layers.Layer):
+    """Append each step's change since the previous step: ``[B, T, ..., C] -> [B, T, ..., 2C]``.
+
+    The change is ``scale * (x[t] - x[t-1]) + offset`` (``offset`` alone at t = 0), as in TSN's
+    RGB-difference stream: the direction of a motion shows in every single step, where frames
+    alone show it only in their order. Step t depends on steps t and t-1 only, so right padding
+    never changes the real steps. For pixels in 0..255, ``scale=0.5, offset=127.5`` keeps the
+    change in 0..255 too, so the backbone's own pixel scaling applies to both halves.
+    """
+
+    def __init__(self, scale: float = 1.0, offset: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = float(scale)
+        self.offset = float(offset)
+
+    def call(self, x):
+        x = ops.cast(x, self.compute_dtype)
+        change = ops.concatenate([ops.zeros_like(x[:, :1]), x[:, 1:] - x[:, :-1]], axis=1)
+        return ops.concatenate([x, change * self.scale + self.offset], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], None if input_shape[-1] is None else 2 * input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+
+
 def masked_lstm_head(
     sequence,
     mask,
@@ -104,19 +132,29 @@ def build_sequence_classifier(
     dropout: float = 0.3,
     input_dropout: float = 0.0,
     head: str = "lstm",
+    feature_diff: bool = False,
     name: str = "sequence_classifier",
 ) -> keras.Model:
     """Classifier over per-step vectors: ``{input_name: [B, T, D], "mask": [B, T]} -> [B, K]``.
 
     Used for cached backbone embeddings (``input_name="features"``) and skeletons
     (``input_name="keypoints"``). ``seq_len=None`` accepts any length. ``head`` picks the
-    temporal model from ``TEMPORAL_HEADS`` (``"mean"`` is the order-free baseline).
+    temporal model from ``TEMPORAL_HEADS`` (``"mean"`` is the order-free baseline);
+    ``feature_diff`` feeds it each step's vector and its change since the previous step.
     """
     features = keras.Input((seq_len, feature_dim), name=input_name)
     mask = keras.Input((seq_len,), dtype="bool", name="mask")
-    x = layers.Dropout(input_dropout, name="input_dropout")(features) if input_dropout else features
-    probs = temporal_head(head)(x, mask, num_classes, units, num_layers, bidirectional, dropout)
+    probs = _temporal_model(features, mask, num_classes, units, num_layers, bidirectional, dropout, head,
+                            feature_diff, input_dropout)
     return keras.Model({input_name: features, "mask": mask}, probs, name=name)
+
+
+def _temporal_model(sequence, mask, num_classes, units, num_layers, bidirectional, dropout, head,
+                    feature_diff, input_dropout=0.0):
+    """``[B, T, D]`` under ``mask`` -> probabilities; the layers the video and feature models share by name."""
+    x = TemporalDifference(name="feature_diff")(sequence) if feature_diff else sequence
+    x = layers.Dropout(input_dropout, name="input_dropout")(x) if input_dropout else x
+    return temporal_head(head)(x, mask, num_classes, units, num_layers, bidirectional, dropout)
 
 
 def build_video_classifier(
@@ -128,16 +166,24 @@ def build_video_classifier(
     num_layers: int = 1,
     bidirectional: bool = False,
     dropout: float = 0.3,
+    input_dropout: float = 0.0,
     head: str = "lstm",
+    frame_diff: bool = False,
+    feature_diff: bool = False,
     name: str = "video_classifier",
 ) -> keras.Model:
     """``{"frames": [B, T, H, W, 3] in 0..255, "mask": [B, T] bool} -> [B, K]``.
 
     ``FrameEncoder(backbone)`` (a batched ``TimeDistributed``) turns each frame into a
-    vector ``[B, T, D]``; the backbone does its own input scaling. ``seq_len=None`` accepts any length.
+    vector ``[B, T, D]``; the backbone does its own input scaling. ``frame_diff`` gives the
+    backbone each frame next to its difference from the previous frame (6 channels, see
+    ``TemporalDifference``); ``feature_diff`` does the same for the per-frame vectors before
+    the temporal head. ``seq_len=None`` accepts any length.
     """
     frames = keras.Input((seq_len, img_size, img_size, 3), name="frames")
     mask = keras.Input((seq_len,), dtype="bool", name="mask")
-    features = FrameEncoder(backbone, name="frame_features")(frames)
-    probs = temporal_head(head)(features, mask, num_classes, units, num_layers, bidirectional, dropout)
+    x = TemporalDifference(scale=0.5, offset=127.5, name="frame_diff")(frames) if frame_diff else frames
+    features = FrameEncoder(backbone, name="frame_features")(x)
+    probs = _temporal_model(features, mask, num_classes, units, num_layers, bidirectional, dropout, head,
+                            feature_diff, input_dropout)
     return keras.Model({"frames": frames, "mask": mask}, probs, name=name)

@@ -36,21 +36,38 @@ def _check_max_len(max_len) -> int | None:
     return None if max_len is None else _check_int("max_len", max_len, 1)
 
 
-def sample_uniform_indices(num_frames: int, seq_len: int, start: int = 0, end: int | None = None) -> np.ndarray:
+def sample_uniform_indices(num_frames: int, seq_len: int, start: int = 0, end: int | None = None,
+                           offset: float = 0.5) -> np.ndarray:
     """``seq_len`` indices spread evenly over ``[start, end)``, TSN-style.
 
-    The range is cut into ``seq_len`` equal segments and the frame at each segment's centre is
-    taken, so the samples cover the whole range. A range of ``seq_len`` frames or fewer gives
-    every frame in it. Returns int64 ``[min(seq_len, frames in range)]``.
+    The range is cut into ``seq_len`` equal segments and the frame at fraction ``offset`` of
+    each segment is taken (0.5, the default, is its centre), so the samples cover the whole
+    range; other offsets give temporally shifted views of the same clip. A range of
+    ``seq_len`` frames or fewer gives every frame in it. Returns int64 ``[min(seq_len, frames in range)]``.
     """
     seq_len = _check_int("seq_len", seq_len, 1)
     start, stop = _check_range(num_frames, start, end)
+    offset = float(offset)
+    if not 0 <= offset < 1:
+        raise ValueError(f"offset must be in [0, 1), got {offset}")
     n = max(stop - start, 0)
     if n <= seq_len:
         return np.arange(start, start + n, dtype=np.int64)
     k = np.arange(seq_len, dtype=np.int64)
-    # Integer arithmetic: floor((k + 0.5) * n / seq_len) without float rounding surprises.
-    return start + ((2 * k + 1) * n) // (2 * seq_len)
+    if offset == 0.5:
+        # Integer arithmetic: floor((k + 0.5) * n / seq_len) without float rounding surprises.
+        return start + ((2 * k + 1) * n) // (2 * seq_len)
+    return start + np.minimum(np.floor((k + offset) * n / seq_len).astype(np.int64), n - 1)
+
+
+def view_offsets(views: int) -> tuple[float, ...]:
+    """Segment offsets of ``views`` evenly shifted uniform samplings: ``(v + 0.5) / views``.
+
+    One view is the segment centres; four views take the frames at 1/8, 3/8, 5/8 and 7/8
+    of each segment, a fixed (so cacheable) stand-in for random temporal jitter.
+    """
+    views = _check_int("views", views, 1)
+    return tuple((v + 0.5) / views for v in range(views))
 
 
 def sample_stride_indices(num_frames: int, stride: int, start: int = 0, end: int | None = None,

@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from seqvision.io import atomic_write_json, read_json
+from seqvision.labels import mirror_classes
 
 log = logging.getLogger(__name__)
 
@@ -448,11 +449,14 @@ def sample_frame_indices(lengths, seq_len: int | None, rng: np.random.Generator 
 class Augmentation:
     """Training augmentation: one random draw per sequence, the same for all its frames."""
 
-    flip: bool = True  # mirror with probability 0.5; turn off when classes are left/right specific
+    flip: bool = False  # mirror with probability 0.5: only for classes a mirror image does not change
     rotate_degrees: float = 10.0  # in-plane rotation, uniform in ±this
     scale_range: float = 0.1  # size factor, uniform in 1 ± this
     shift: float = 0.1  # body units, uniform in ±this along x and y
     temporal_jitter: bool = True  # a random frame of each uniform segment instead of its middle
+    # Class index of each class's mirror image (``mirror_classes[i] == i`` for symmetric classes);
+    # set, flipping also swaps the label, so left/right-specific classes keep their meaning.
+    mirror_classes: tuple[int, ...] | None = None
 
 
 def flip_left_right(x: np.ndarray) -> np.ndarray:
@@ -464,12 +468,17 @@ def flip_left_right(x: np.ndarray) -> np.ndarray:
 
 
 def augment_skeletons(x: np.ndarray, rng: np.random.Generator,
-                      augmentation: Augmentation = Augmentation()) -> np.ndarray:
-    """Randomly flip, rotate, scale and shift ``x`` float32 [B, T, P, 17, 3]; missing joints stay 0."""
+                      augmentation: Augmentation = Augmentation(), flip: np.ndarray | None = None) -> np.ndarray:
+    """Randomly flip, rotate, scale and shift ``x`` float32 [B, T, P, 17, 3]; missing joints stay 0.
+
+    ``flip`` bool ``[B]`` says which sequences to mirror (drawn here when None and
+    ``augmentation.flip``); the caller that mirrors labels draws it.
+    """
     x = np.array(x, np.float32)
     batch = len(x)
-    if augmentation.flip:
+    if flip is None and augmentation.flip:
         flip = rng.random(batch) < 0.5
+    if flip is not None:
         x[flip] = flip_left_right(x[flip])
     angle = np.deg2rad(rng.uniform(-augmentation.rotate_degrees, augmentation.rotate_degrees, batch))
     size = rng.uniform(1 - augmentation.scale_range, 1 + augmentation.scale_range, batch)
@@ -491,13 +500,13 @@ def feature_dim(max_persons: int, use_score: bool = True) -> int:
 
 
 def skeleton_inputs(arrays: SkeletonArrays, rows=None, seq_len: int | None = DEFAULT_SEQ_LEN, use_score: bool = True,
-                    rng: np.random.Generator | None = None, augmentation: Augmentation | None = None
-                    ) -> tuple[np.ndarray, np.ndarray]:
+                    rng: np.random.Generator | None = None, augmentation: Augmentation | None = None,
+                    flip: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Model inputs for sequences ``rows`` (default all): ``keypoints`` float32 [B, T, P*17*C]
     (C = 3 with the score channel, else 2) and ``mask`` bool [B, T].
 
     With ``rng`` and ``augmentation`` the frames are jittered and augmented; else sampling is
-    centred and deterministic.
+    centred and deterministic. ``flip``: see :func:`augment_skeletons`.
     """
     rows = np.arange(len(arrays)) if rows is None else np.asarray(rows, np.int64)
     train = rng is not None and augmentation is not None
@@ -506,7 +515,7 @@ def skeleton_inputs(arrays: SkeletonArrays, rows=None, seq_len: int | None = DEF
     x = arrays.frames[arrays.starts[rows][:, None] + index]
     x[~mask] = 0
     if train:
-        x = augment_skeletons(x, rng, augmentation)
+        x = augment_skeletons(x, rng, augmentation, flip)
     if not use_score:
         x = x[..., :2]
     return np.ascontiguousarray(x.reshape(len(rows), mask.shape[1], int(np.prod(x.shape[2:])))), mask
@@ -518,7 +527,7 @@ def make_skeleton_dataset(arrays: SkeletonArrays, batch_size: int, training: boo
     """Batches ``({"keypoints": float32 [B, T, D], "mask": bool [B, T]}, label int32 [B])``.
 
     ``training`` reshuffles every epoch and applies ``augmentation``, reproducibly from
-    ``seed``; otherwise the order is fixed and sampling centred. ``seq_len=None`` pads
+    ``seed`` (a mirrored sequence gets its class's mirror label, ``augmentation.mirror_classes``); otherwise the order is fixed and sampling centred. ``seq_len=None`` pads
     each batch to its longest sequence.
     """
     import tensorflow as tf
@@ -532,9 +541,13 @@ def make_skeleton_dataset(arrays: SkeletonArrays, batch_size: int, training: boo
         order = rng.permutation(count) if training else np.arange(count)
         for begin in range(0, count, batch_size):
             rows = order[begin:begin + batch_size]
+            labels = arrays.labels[rows].astype(np.int32)
+            flip = rng.random(len(rows)) < 0.5 if training and augmentation and augmentation.flip else None
+            if flip is not None and augmentation.mirror_classes is not None:
+                labels = np.where(flip, np.asarray(augmentation.mirror_classes, np.int32)[labels], labels)
             keypoints, mask = skeleton_inputs(arrays, rows, seq_len, use_score, rng,
-                                              augmentation if training else None)
-            yield {"keypoints": keypoints, "mask": mask}, arrays.labels[rows].astype(np.int32)
+                                              augmentation if training else None, flip)
+            yield {"keypoints": keypoints, "mask": mask}, labels
 
     signature = ({"keypoints": tf.TensorSpec((None, seq_len, dim), tf.float32),
                   "mask": tf.TensorSpec((None, seq_len), tf.bool)},
@@ -569,7 +582,8 @@ class SkeletonTrainConfig:
     lr: float = 2e-3
     patience: int = 10
     seed: int = 0
-    flip: bool = True
+    flip: bool = False  # mirror images keep the label: only for classes without a side
+    flip_pairs: list | None = None  # ["left_x:right_x", …] (ids or names): flip, swapping these labels
     rotate_degrees: float = 10.0
     scale_range: float = 0.1
     shift: float = 0.1
@@ -578,8 +592,13 @@ class SkeletonTrainConfig:
     label_ids: list[int] = field(default_factory=list)  # filled in: model class i is label label_ids[i]
     kind: str = "skeleton"
 
-    def augmentation(self) -> Augmentation:
-        return Augmentation(self.flip, self.rotate_degrees, self.scale_range, self.shift, self.temporal_jitter)
+    def augmentation(self, labels: list[str] | None = None) -> Augmentation:
+        """The training augmentation; ``labels`` (model class names) resolve ``flip_pairs``."""
+        mirror = None
+        if self.flip_pairs:
+            mirror = mirror_classes(self.flip_pairs, labels or [str(i) for i in self.label_ids], self.label_ids)
+        return Augmentation(self.flip or mirror is not None, self.rotate_degrees, self.scale_range, self.shift,
+                            self.temporal_jitter, mirror)
 
 
 def split_train_val(labels: np.ndarray, frame_dirs: Sequence[str], val_fraction: float, seed: int = 0
@@ -680,7 +699,8 @@ def train_skeleton(ann_path: str | Path, out_dir: str | Path, config: SkeletonTr
     strategy = make_strategy(config.strategy)
     batch = config.batch_size * strategy.num_replicas_in_sync
     common = dict(seq_len=config.seq_len, use_score=config.use_score, seed=config.seed)
-    train_ds = make_skeleton_dataset(train_arrays, batch, training=True, augmentation=config.augmentation(), **common)
+    train_ds = make_skeleton_dataset(train_arrays, batch, training=True, augmentation=config.augmentation(labels),
+                                     **common)
     val_ds = make_skeleton_dataset(val_arrays, batch, **common) if val_arrays else None
     dim = feature_dim(config.max_persons, config.use_score)
 

@@ -28,7 +28,7 @@ from seqvision.io import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
-DEFAULT_IMG_SIZE = {"cnn": 112, "mobilenet": 224}
+DEFAULT_IMG_SIZE = {"cnn": 64, "mobilenet": 224}
 
 
 @dataclass
@@ -52,7 +52,14 @@ class VideoTrainConfig:
     bidirectional: bool = False
     dropout: float = 0.3
     head: str = "lstm"  # "lstm" | "mean" (order-free baseline)
-    flip: bool = False
+    frame_diff: bool = True  # cnn: frames next to their differences from the previous frame
+    feature_diff: bool = True  # per-frame vectors next to their change, before the temporal head
+    weight_decay: float = 1e-4  # AdamW decoupled weight decay
+    pooling: str = "grid"  # cnn: "grid" (4x4 cells, keeps where things are) | "gap" (global average)
+    filters: list[int] = dataclasses.field(default_factory=lambda: [32, 64, 128, 128])  # cnn conv widths
+    train_views: int = 4  # temporally shifted samplings decoded (and cached) per clip; one per epoch
+    flip: bool = False  # mirror images keep the label: only for classes without a side
+    flip_pairs: list | None = None  # ["left_x:right_x", …] class names: flip, swapping these labels
     patience: int = 8
     cache: str = "auto"  # decoded clips in memory: "auto" | "memory" | "none"
     weights: str | None = "imagenet"  # mobilenet: "imagenet" | "none" | weights file
@@ -165,10 +172,11 @@ def fit_classifier(
     resuming: bool = False,
     extra_callbacks: list | None = None,
     phase: str = "",
+    weight_decay: float = 0.0,
 ) -> tuple[keras.Model, dict]:
     """Build and compile under ``strategy``, fit with checkpoints; return ``(best model, best record)``.
 
-    Adam at ``lr`` with per-epoch cosine decay (:func:`cosine_learning_rate`). Under
+    Adam at ``lr`` (AdamW with ``weight_decay``) with per-epoch cosine decay (:func:`cosine_learning_rate`). Under
     ``MultiWorkerMirroredStrategy`` this is :func:`fit_custom_loop` instead (no validation,
     early stopping or resume there).
 
@@ -184,14 +192,14 @@ def fit_classifier(
         val_ds = masks_as_float(val_ds) if val_ds is not None else None
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         # Keras 3 model.fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585).
-        return fit_custom_loop(build_model, train_ds, run_dir, epochs, lr, strategy, phase)
+        return fit_custom_loop(build_model, train_ds, run_dir, epochs, lr, strategy, phase, weight_decay)
     suffix = f"_{phase}" if phase else ""
     checkpoint = run_dir / (f"{phase}.keras" if phase else "model.keras")
     record = run_dir / (f"{phase}_best.json" if phase else "best.json")
     history = run_dir / f"history{suffix}.csv"
     with strategy.scope():
         model = build_model()
-        model.compile(optimizer=keras.optimizers.Adam(lr),
+        model.compile(optimizer=make_optimizer(lr, weight_decay),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     monitor = "val_loss" if val_ds is not None else "loss"
     callbacks = [
@@ -223,6 +231,15 @@ def fit_classifier(
     return model, best
 
 
+def make_optimizer(lr: float, weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
+    """Adam, or AdamW (decoupled weight decay, not applied to biases and norms) when ``weight_decay``."""
+    if not weight_decay:
+        return keras.optimizers.Adam(lr)
+    optimizer = keras.optimizers.AdamW(lr, weight_decay=weight_decay)
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return optimizer
+
+
 def masks_as_float(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """Feed ``mask`` as 0/1 float32 (the model casts it back to bool).
 
@@ -244,7 +261,8 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 
 def fit_custom_loop(build_model: Callable[[], keras.Model], train_ds: tf.data.Dataset, run_dir: str | Path,
-                    epochs: int, lr: float, strategy: tf.distribute.Strategy, phase: str = "") -> keras.Model:
+                    epochs: int, lr: float, strategy: tf.distribute.Strategy, phase: str = "",
+                    weight_decay: float = 0.0) -> keras.Model:
     """Train with ``strategy.run`` (works under ``MultiWorkerMirroredStrategy``).
 
     ``train_ds`` is batched with the global batch; each worker reads its own shard.
@@ -264,7 +282,7 @@ def fit_custom_loop(build_model: Callable[[], keras.Model], train_ds: tf.data.Da
     dist_ds = strategy.experimental_distribute_dataset(train_ds.repeat().with_options(options))
     with strategy.scope():
         model = build_model()
-        optimizer = keras.optimizers.Adam(lr)
+        optimizer = make_optimizer(lr, weight_decay)
         if keras.config.dtype_policy().name == "mixed_float16":  # float16 gradients underflow unscaled
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
@@ -314,16 +332,17 @@ def fit_custom_loop(build_model: Callable[[], keras.Model], train_ds: tf.data.Da
     return model, record
 
 
-def estimate_cache_bytes(num_clips: int, seq_len: int, img_size: int) -> int:
-    return num_clips * seq_len * img_size * img_size * 3
+def estimate_cache_bytes(num_clips: int, seq_len: int, img_size: int, views: int = 1) -> int:
+    return num_clips * views * seq_len * img_size * img_size * 3
 
 
-def resolve_cache(cache: str, num_clips: int, seq_len: int, img_size: int, limit_bytes: int = 2 << 30) -> bool:
+def resolve_cache(cache: str, num_clips: int, seq_len: int, img_size: int, limit_bytes: int = 2 << 30,
+                  views: int = 1) -> bool:
     """Whether to cache decoded clips in memory: ``auto`` does so below ``limit_bytes``."""
     if cache not in ("auto", "memory", "none"):
         raise ValueError(f"cache must be auto, memory or none, got {cache!r}")
     if cache == "auto":
-        return estimate_cache_bytes(num_clips, seq_len, img_size) <= limit_bytes
+        return estimate_cache_bytes(num_clips, seq_len, img_size, views) <= limit_bytes
     return cache == "memory"
 
 
@@ -331,7 +350,7 @@ def backbone_options(config: VideoTrainConfig) -> dict:
     """Keyword arguments of ``build_backbone`` for this config."""
     if config.backbone == "mobilenet":
         return {"weights": config.weights, "alpha": config.alpha, "hub_handle": config.hub_handle}
-    return {}
+    return {"channels": 6 if config.frame_diff else 3, "pooling": config.pooling, "filters": tuple(config.filters)}
 
 
 def backbone_identity(config: VideoTrainConfig) -> dict:
@@ -396,6 +415,7 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path) -> dict:
     from seqvision.backbones import build_backbone
     from seqvision.datasets import make_clip_dataset
     from seqvision.models import build_video_classifier
+    from seqvision.labels import mirror_classes
 
     if config.backbone not in DEFAULT_IMG_SIZE:
         raise ValueError(f"unknown backbone {config.backbone!r}; choose one of {sorted(DEFAULT_IMG_SIZE)}")
@@ -413,14 +433,19 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path) -> dict:
     strategy = make_strategy(config.strategy)
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     head_options = dict(units=config.units, num_layers=config.num_layers, bidirectional=config.bidirectional,
-                        dropout=config.dropout, head=config.head)
+                        dropout=config.dropout, head=config.head, feature_diff=config.feature_diff)
+    frame_options = dict(head_options, frame_diff=config.frame_diff and config.backbone == "cnn")
 
     def frame_datasets():
-        cache = resolve_cache(config.cache, len(train_clips) + len(val_clips), config.seq_len, config.img_size)
+        cache = resolve_cache(config.cache, len(train_clips) + len(val_clips), config.seq_len, config.img_size,
+                              views=config.train_views)
         common = dict(label_names=labels, seq_len=config.seq_len, img_size=config.img_size,
-                      batch_size=global_batch, cache=cache, seed=config.seed)
-        train_ds = make_clip_dataset(train_clips, training=True, flip=config.flip, **common)
-        return train_ds, make_clip_dataset(val_clips, **common) if val_clips else None
+                      batch_size=global_batch, cache=cache, views=config.train_views, seed=config.seed)
+        mirror = mirror_classes(config.flip_pairs, labels) if config.flip_pairs else None
+        train_ds = make_clip_dataset(train_clips, training=True, flip=config.flip or mirror is not None,
+                                     mirror_classes=mirror, **common)
+        # Validation as evaluation does by default: one view, the segment centres.
+        return train_ds, make_clip_dataset(val_clips, **{**common, "views": 1}) if val_clips else None
 
     with precision_policy(config.mixed_precision):
         # Functions restored from a SavedModel loaded under a strategy scope fail when called in a
@@ -431,8 +456,9 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path) -> dict:
         if config.backbone == "cnn":
             train_ds, val_ds = frame_datasets()
             _, best = fit_classifier(
-                lambda: build_video_classifier(backbone, len(labels), config.img_size, **head_options),
-                train_ds, val_ds, run_dir, config.epochs, config.lr, config.patience, strategy, resuming)
+                lambda: build_video_classifier(backbone, len(labels), config.img_size, **frame_options),
+                train_ds, val_ds, run_dir, config.epochs, config.lr, config.patience, strategy, resuming,
+                weight_decay=config.weight_decay)
             return best
 
         model, best = train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, run_dir,
@@ -443,7 +469,8 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path) -> dict:
         unfreeze_top_layers(model.get_layer("frame_features").layer, config.unfreeze)
         train_ds, val_ds = frame_datasets()
         model, best = fit_classifier(lambda: model, train_ds, val_ds, run_dir, config.epochs - config.fine_tune_at,
-                                     config.lr * 0.1, config.patience, strategy, resuming, phase="finetune")
+                                     config.lr * 0.1, config.patience, strategy, resuming, phase="finetune",
+                                     weight_decay=config.weight_decay)
         best = {**best, "phase": "finetune"}
         if is_chief(strategy):
             save_model_atomic(model, run_dir / "model.keras")
@@ -469,7 +496,7 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
     log.info("the head trains on cached embeddings of unaugmented frames; crop%s augmentation applies only "
              "when frames are fed (cnn backbone, fine-tuning)", " and flip" if config.flip else "")
     cache = get_embedding_cache(train_clips + val_clips, backbone, backbone_identity(config), config.seq_len,
-                                config.img_size, config.cache_dir)
+                                config.img_size, config.cache_dir, views=config.train_views)
     label_index = {name: i for i, name in enumerate(labels)}
     y = np.array([label_index.get(c["label"], -1) for c in cache.manifest["clips"]], np.int32)
     train_rows, val_rows = (rows[cache.lengths[rows] > 0] for rows in (cache.rows_for(train_clips),
@@ -482,7 +509,7 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
     epochs = config.fine_tune_at if config.fine_tune_at is not None else config.epochs
     head, best = fit_classifier(lambda: build_sequence_classifier(dim, len(labels), "features", **head_options),
                                 train_ds, val_ds, run_dir, max(1, epochs), config.lr, config.patience, strategy,
-                                resuming, phase="head")
+                                resuming, phase="head", weight_decay=config.weight_decay)
     with strategy.scope():
         model = build_video_classifier(backbone, len(labels), config.img_size, **head_options)
         _copy_head(head, model)

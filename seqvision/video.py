@@ -265,8 +265,10 @@ class _Pass:
             self.pos += 1
 
 
-def _sampler(indices, seq_len, stride, every_seconds, start, end, max_len):
-    """Validate the sampling arguments; return ``(mode, sampler(num_frames, fps) -> indices)``."""
+def _sampler(indices, seq_len, stride, every_seconds, start, end, max_len, offsets=(0.5,)):
+    """Validate the sampling arguments; return ``(mode, sampler(num_frames, fps) -> indices)``.
+
+    Uniform sampling with several ``offsets`` samples the union of those views."""
     modes = [name for name, value in (("seq_len", seq_len), ("stride", stride),
                                       ("every_seconds", every_seconds)) if value is not None]
     if indices is not None:
@@ -287,8 +289,10 @@ def _sampler(indices, seq_len, stride, every_seconds, start, end, max_len):
     if seq_len is not None:
         if max_len is not None:
             raise ValueError("max_len applies to stride and every_seconds; seq_len already bounds the length")
-        sample_uniform_indices(0, seq_len, start, end)  # validates
-        return "uniform", lambda n, fps: sample_uniform_indices(n, seq_len, start, end)
+        for offset in offsets:
+            sample_uniform_indices(0, seq_len, start, end, offset)  # validates
+        return "uniform", lambda n, fps: np.unique(np.concatenate(
+            [sample_uniform_indices(n, seq_len, start, end, offset) for offset in offsets]))
     if stride is not None:
         sample_stride_indices(0, stride, start, end, max_len)
         return "stride", lambda n, fps: sample_stride_indices(n, stride, start, end, max_len)
@@ -325,12 +329,13 @@ def check_min_decoded_fraction(value: float) -> float:
 def read_video_frames(path: str | Path, indices=None, *, seq_len: int | None = None,
                       stride: int | None = None, every_seconds: float | None = None, start: int = 0,
                       end: int | None = None, max_len: int | None = None,
-                      size: int | tuple[int, int] | None = None,
+                      size: int | tuple[int, int] | None = None, offsets: tuple[float, ...] = (0.5,),
                       min_decoded_fraction: float = MIN_DECODED_FRACTION) -> tuple[np.ndarray, np.ndarray, VideoInfo]:
     """Read the frames at ``indices`` or at those a sampling mode picks.
 
     Give explicit ``indices`` (any order, repeats allowed) or exactly one mode:
-    ``seq_len`` (uniform over ``[start, end)``, see :func:`sample_uniform_indices`), ``stride``
+    ``seq_len`` (uniform over ``[start, end)``, see :func:`sample_uniform_indices`; with several
+    segment ``offsets`` the sorted union of those views, see :func:`view_offsets`), ``stride``
     or ``every_seconds`` (both optionally capped by ``max_len``). ``size``: an int resizes to a
     square, a pair to ``(width, height)``, with ``cv2.INTER_AREA``.
 
@@ -346,7 +351,9 @@ def read_video_frames(path: str | Path, indices=None, *, seq_len: int | None = N
     path = Path(path)
     size = normalize_size(size)
     check_min_decoded_fraction(min_decoded_fraction)
-    mode, sampler = _sampler(indices, seq_len, stride, every_seconds, start, end, max_len)
+    if seq_len is None and tuple(offsets) != (0.5,):
+        raise ValueError("offsets apply to uniform (seq_len) sampling only")
+    mode, sampler = _sampler(indices, seq_len, stride, every_seconds, start, end, max_len, tuple(offsets))
     cap = _open(path)
     metadata_frames, fps = _metadata(cap)
     fourcc = _fourcc(cap)

@@ -116,3 +116,59 @@ def test_unreadable_video_is_reported_and_dropped(tmp_path, caplog):
     assert len(labels) == 2
     assert "broken.avi" in caplog.text
     assert inputs["mask"].numpy().all()
+
+
+def test_val_split_holds_out_close_to_the_fraction_asked(caplog):
+    from pathlib import Path
+
+    # 10 groups of 3 clips per class: 20% is exactly 2 groups.
+    clips = [Clip(Path(f"/d/{label}/v_{label}_g{g:02d}_c{c:02d}.avi"), label)
+             for label in ("A", "B") for g in range(1, 11) for c in range(1, 4)]
+    for fraction in (0.1, 0.2, 0.3, 0.5):
+        train, val = split_train_val(clips, fraction, seed=1)
+        assert len(val) / len(clips) == pytest.approx(fraction)
+        assert {c.group for c in train}.isdisjoint({c.group for c in val})
+    # 4 groups shared by all classes: 20% cannot be held out, one group (25%) is, and the log says so.
+    clips = [Clip(Path(f"/d/{label}/v_{label}_g{g:02d}_c{c:02d}.avi"), label)
+             for label in "ABCD" for g in range(1, 5) for c in range(1, 6)]
+    with caplog.at_level(logging.WARNING):
+        train, val = split_train_val(clips, 0.1, seed=0)
+    assert len(val) == 20 and {c.label for c in val} == set("ABCD")
+    assert "25% of the clips instead of the 10%" in caplog.text
+
+
+def test_views_are_shifted_uniform_samplings_decoded_once(tmp_path):
+    from seqvision.datasets import load_clip_views
+    from seqvision.sampling import sample_uniform_indices, view_offsets
+
+    _write_clip(tmp_path / "a" / "clip", 12)  # frame i has value 20 * i
+    frames, length = load_clip_views(tmp_path / "a" / "clip", 4, 16, view_offsets(3))
+    assert frames.shape == (3, 4, 16, 16, 3) and length == 4
+    for view, offset in enumerate(view_offsets(3)):
+        expected = sample_uniform_indices(12, 4, offset=offset) * 20
+        np.testing.assert_array_equal(frames[view, :, 0, 0, 0], expected)
+        single, _ = load_clip_views(tmp_path / "a" / "clip", 4, 16, (offset,))
+        np.testing.assert_array_equal(single[0], frames[view])
+    assert len({tuple(frames[v, :, 0, 0, 0]) for v in range(3)}) == 3
+    # One view is the centred sampling load_clip gives.
+    np.testing.assert_array_equal(load_clip(tmp_path / "a" / "clip", 4, 16)[0],
+                                  load_clip_views(tmp_path / "a" / "clip", 4, 16)[0][0])
+    # A clip shorter than T: every view is every frame.
+    _write_clip(tmp_path / "a" / "short", 3)
+    frames, length = load_clip_views(tmp_path / "a" / "short", 4, 16, view_offsets(2))
+    assert length == 3 and np.array_equal(frames[0], frames[1]) and not frames[:, 3].any()
+
+
+def test_training_takes_one_view_per_clip_and_flip_pairs_swap_labels(tmp_path):
+    _write_clip(tmp_path / "left" / "clip", 8)
+    clips = find_clips(tmp_path)
+    ds = make_clip_dataset(clips * 40, ["left", "right"], seq_len=2, img_size=16, batch_size=80, training=True,
+                           views=4, flip=True, mirror_classes=(1, 0), min_crop_area=1.0, colour_jitter=0.0)
+    (inputs, labels), = list(ds)
+    first = inputs["frames"].numpy()[:, 0, 0, 0, 0]
+    assert set(first.tolist()) == {0, 20, 40, 60}  # frames at 1/8, 3/8, 5/8, 7/8 of the first half
+    # Every clip is one class; a flipped copy is the mirror class, about half of them.
+    assert 0.2 < np.mean(labels.numpy() == 1) < 0.8
+    ds = make_clip_dataset(clips * 40, ["left", "right"], seq_len=2, img_size=16, batch_size=80, training=True)
+    (_, labels), = list(ds)
+    assert not labels.numpy().any()  # the default never flips, so never relabels

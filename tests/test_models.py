@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from seqvision.backbones import BACKBONES, build_backbone
-from seqvision.models import (TEMPORAL_HEADS, FrameEncoder, build_sequence_classifier,
+from seqvision.models import (TEMPORAL_HEADS, FrameEncoder, TemporalDifference, build_sequence_classifier,
                               build_video_classifier)
 
 
@@ -14,11 +14,14 @@ def _padded(x, extra, fill):
     return np.concatenate([x, pad], axis=1), mask
 
 
-@pytest.mark.parametrize("bidirectional,num_layers", [(False, 1), (True, 1), (False, 2)])
-def test_padded_masked_video_equals_unpadded(bidirectional, num_layers):
+@pytest.mark.parametrize("bidirectional,num_layers,diffs,pooling", [
+    (False, 1, False, "gap"), (True, 1, False, "grid"), (False, 2, False, "gap"),
+    (False, 1, True, "grid"), (True, 2, True, "gap")])
+def test_padded_masked_video_equals_unpadded(bidirectional, num_layers, diffs, pooling):
     keras.utils.set_random_seed(1)
-    model = build_video_classifier(build_backbone("cnn", 32, filters=(8, 16)), 3, 32,
-                                   bidirectional=bidirectional, num_layers=num_layers, units=16)
+    backbone = build_backbone("cnn", 32, filters=(8, 16), channels=6 if diffs else 3, pooling=pooling)
+    model = build_video_classifier(backbone, 3, 32, bidirectional=bidirectional, num_layers=num_layers, units=16,
+                                   frame_diff=diffs, feature_diff=diffs)
     model.compile()
     frames = np.random.default_rng(0).integers(0, 256, (2, 7, 32, 32, 3)).astype("float32")
     # Padding filled with bright pixels: a mask inferred from pixel values would get this wrong.
@@ -46,7 +49,7 @@ def test_sequence_classifier_mask_and_save_roundtrip(tmp_path, head):
 
 
 def test_frame_encoder_matches_per_frame_calls_and_saves(tmp_path):
-    backbone = build_backbone("cnn", 24, filters=(4, 8))
+    backbone = build_backbone("cnn", 24, filters=(4, 8), pooling="gap")
     encoder = FrameEncoder(backbone)
     frames = np.random.default_rng(2).integers(0, 256, (2, 5, 24, 24, 3)).astype("float32")
     batched = np.asarray(encoder(frames))
@@ -60,9 +63,10 @@ def test_frame_encoder_matches_per_frame_calls_and_saves(tmp_path):
     np.testing.assert_allclose(loaded.predict(inputs, verbose=0), model.predict(inputs, verbose=0), atol=1e-6)
 
 
-def test_cnn_backbone_is_global_pooled_and_position_aware():
-    backbone = build_backbone("cnn", 32, filters=(8, 16))
-    assert backbone.output_shape == (None, 16)
+@pytest.mark.parametrize("pooling,dim", [("gap", 16), ("grid", 128)])
+def test_cnn_backbone_pooling_is_position_aware(pooling, dim):
+    backbone = build_backbone("cnn", 32, filters=(8, 16), pooling=pooling)
+    assert backbone.output_shape == (None, dim)
     left = np.zeros((1, 32, 32, 3), "float32")
     left[:, 10:20, 2:10] = 255
     right = left[:, :, ::-1].copy()
@@ -76,3 +80,29 @@ def test_unknown_backbone_and_head_name_the_choices():
     with pytest.raises(ValueError, match="lstm"):
         build_sequence_classifier(4, 2, head="gru")
     assert "cnn" in BACKBONES
+
+
+def test_temporal_difference_appends_change_since_previous_step():
+    x = np.arange(2 * 4 * 3, dtype="float32").reshape(2, 4, 3) ** 2
+    out = np.asarray(TemporalDifference()(x))
+    assert out.shape == (2, 4, 6)
+    np.testing.assert_array_equal(out[..., :3], x)
+    np.testing.assert_array_equal(out[:, 0, 3:], 0)
+    np.testing.assert_array_equal(out[:, 1:, 3:], x[:, 1:] - x[:, :-1])
+    pixels = np.stack([np.zeros((2, 2, 3)), np.full((2, 2, 3), 255.0)])[None].astype("float32")  # [1, 2, 2, 2, 3]
+    shifted = np.asarray(TemporalDifference(scale=0.5, offset=127.5)(pixels))
+    np.testing.assert_array_equal(shifted[0, 0, ..., 3:], 127.5)  # no change: mid-grey
+    np.testing.assert_array_equal(shifted[0, 1, ..., 3:], 255.0)  # black to white: the top of the range
+
+
+def test_frame_difference_input_sees_the_direction_of_time():
+    """Reversing a clip changes what each step's vector is, not only their order."""
+    keras.utils.set_random_seed(3)
+    backbone = build_backbone("cnn", 16, filters=(4, 8), channels=6)
+    model = build_video_classifier(backbone, 2, 16, frame_diff=True, units=4)
+    encoder = keras.Model(model.inputs, model.get_layer("frame_features").output)
+    frames = np.random.default_rng(0).integers(0, 256, (1, 5, 16, 16, 3)).astype("float32")
+    mask = np.ones((1, 5), bool)
+    forward = np.asarray(encoder({"frames": frames, "mask": mask}))
+    backward = np.asarray(encoder({"frames": frames[:, ::-1], "mask": mask}))
+    assert np.abs(np.sort(forward[0], axis=0) - np.sort(backward[0], axis=0)).max() > 1e-3

@@ -1,6 +1,7 @@
 """The skeleton path: PYSKL pickles -> preprocessing -> masked LSTM -> evaluate / predict."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -416,6 +417,50 @@ def test_training_batches_are_augmented_and_reshuffled_reproducibly():
     np.testing.assert_array_equal(again[0]["keypoints"], first[0]["keypoints"])
     plain, _ = skeleton_inputs(arrays, first[1], seq_len=32)
     assert not np.allclose(first[0]["keypoints"], plain)
+
+
+def test_default_never_flips_and_flip_pairs_mirror_the_label():
+    from seqvision.skeleton import make_skeleton_dataset
+
+    one = annotation("v", label=0, length=40, seed=3)
+    arrays = arrays_from([{**one, "frame_dir": f"v{i}"} for i in range(64)])  # 64 copies of one sequence
+    arrays.labels = np.zeros(64, np.int64)
+    plain, _ = skeleton_inputs(arrays, [0], seq_len=16)
+    mirror = flip_left_right(plain.reshape(1, 16, -1, NUM_JOINTS, 3)).reshape(plain.shape)
+    assert SkeletonTrainConfig(label_ids=[0, 1, 2]).augmentation().flip is False  # left arm stays left arm
+    only_flip = dict(rotate_degrees=0, scale_range=0, shift=0, temporal_jitter=False)
+    augmentation = SkeletonTrainConfig(label_ids=[0, 1, 2], flip_pairs=["0:1"], **only_flip).augmentation(
+        ["0", "1", "2"])
+    assert augmentation.flip and augmentation.mirror_classes == (1, 0, 2)
+    dataset = make_skeleton_dataset(arrays, batch_size=64, training=True, seq_len=16, augmentation=augmentation)
+    (inputs, labels), = list(dataset.as_numpy_iterator())
+    mirrored = np.array([np.allclose(k, mirror[0]) for k in inputs["keypoints"]])
+    assert all(np.allclose(k, plain[0]) for k in inputs["keypoints"][~mirrored])
+    assert 0.2 < mirrored.mean() < 0.8
+    np.testing.assert_array_equal(labels == 1, mirrored)  # exactly the mirrored sequences changed class
+    with pytest.raises(ValueError, match="not one of the trained classes"):
+        SkeletonTrainConfig(label_ids=[0, 1], flip_pairs=["0:7"]).augmentation(["0", "1"])
+
+
+@pytest.mark.slow
+def test_default_settings_keep_side_specific_classes_apart(tmp_path):
+    """Issue #9: a set whose classes differ only by side (raise LEFT vs RIGHT arm, ...) is not
+    harmed by the defaults; the old default flip turned one class into its mirror class."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "bench" / "generators" / "skeleton_sides.py"
+    spec = importlib.util.spec_from_file_location("skeleton_sides", path)
+    sides = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sides)
+    ann = tmp_path / "sides.pkl"
+    sides.make_dataset(ann, seed=2, sequences_per_class=30)
+    names = list(sides.CLASS_NAMES)
+    keep = [names.index(n) for n in ("raise_left_arm", "raise_right_arm", "kick_left_leg", "kick_right_leg")]
+    train_skeleton(ann, tmp_path / "run", classes=keep, epochs=25, seq_len=32)
+    metrics = evaluate_skeleton(tmp_path / "run", ann, "test1")
+    print(f"side-specific classes, default settings: test accuracy {metrics['accuracy']:.3f} (n={metrics['n']})")
+    assert metrics["accuracy"] >= 0.9
 
 
 # --------------------------------------------------------------------------- end to end

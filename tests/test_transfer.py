@@ -124,24 +124,24 @@ def test_embedding_cache_reuse_rebuild_and_killed_run(tmp_path):
     data = _write_frame_clips(tmp_path / "frames")
     clips = find_clips(data)
     identity = {"name": "cnn"}
-    backbone = CountingBackbone(build_backbone("cnn", IMG, filters=(4, 8)))
+    backbone = CountingBackbone(build_backbone("cnn", IMG, filters=(4, 8), pooling="gap"))
     cache = get_embedding_cache(clips, backbone, identity, 4, IMG, tmp_path / "cache", batch_frames=8)
     assert backbone.calls >= 2  # 21 valid frames in batches of about 8
     assert backbone.frames == sum(min(4, n) for n in (5, 4, 3)) * 2
-    assert cache.features.dtype == np.float16 and cache.features.shape == (6, 4, 8)
+    assert cache.features.dtype == np.float16 and cache.features.shape == (6, 1, 4, 8)
     np.testing.assert_array_equal(cache.lengths, [4, 4, 3, 4, 4, 3])
-    assert not cache.features[2, 3:].any()  # zero after the true length
+    assert not cache.features[2, :, 3:].any()  # zero after the true length
     assert cache.masks[2].tolist() == [True, True, True, False]
     reference = np.asarray(backbone.model.predict_on_batch(
         np.stack([cv2.cvtColor(cv2.imread(str(clips[0].path / f"{i:06d}.png")), cv2.COLOR_BGR2RGB)
                   for i in sample_uniform_indices(5, 4)]).astype("float32")))
-    np.testing.assert_allclose(cache.features[0].astype(np.float32), reference, rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(cache.features[0, 0].astype(np.float32), reference, rtol=2e-3, atol=2e-3)
 
     again = CountingBackbone(backbone.model)
     reused = get_embedding_cache(clips, again, identity, 4, IMG, tmp_path / "cache")
     assert again.calls == 0 and reused.path == cache.path
 
-    other_size = CountingBackbone(build_backbone("cnn", 24, filters=(4, 8)))
+    other_size = CountingBackbone(build_backbone("cnn", 24, filters=(4, 8), pooling="gap"))
     rebuilt = get_embedding_cache(clips, other_size, identity, 4, 24, tmp_path / "cache")
     assert other_size.calls > 0 and rebuilt.path != cache.path
 
@@ -172,7 +172,7 @@ def test_embedding_cache_rows_follow_paths_and_a_superset_cache_serves_subsets(t
     data = _write_frame_clips(tmp_path / "frames")
     clips = find_clips(data)
     identity = {"name": "cnn"}
-    backbone = CountingBackbone(build_backbone("cnn", IMG, filters=(4, 8)))
+    backbone = CountingBackbone(build_backbone("cnn", IMG, filters=(4, 8), pooling="gap"))
     whole = get_embedding_cache(clips, backbone, identity, 4, IMG, tmp_path / "cache")
     for subset in (clips[::-1], [clips[4], clips[0], clips[2]]):
         again = CountingBackbone(backbone.model)
@@ -195,7 +195,7 @@ def test_a_second_builder_waits_for_the_first_and_reuses_its_cache(tmp_path):
     data = _write_frame_clips(tmp_path / "frames", clips_per_label=2)
     clips = find_clips(data)
     identity = {"name": "cnn"}
-    model = build_backbone("cnn", IMG, filters=(4, 8))
+    model = build_backbone("cnn", IMG, filters=(4, 8), pooling="gap")
     path = cache_dir_for(cache_key(clips, identity, 4, IMG), tmp_path / "cache")
     waiting = CountingBackbone(model)
     with _build_lock(path):  # this thread is the first builder

@@ -1,0 +1,317 @@
+"""Generalisation protocol: which defaults hold on data nobody tuned them on.
+
+A table of datasets x methods, test accuracy on held-out recording groups (or held-out
+source videos / subjects), one row per (dataset, method) with the mean and the value of
+each seed. Defaults are chosen on the ``select`` datasets only; the ``report`` datasets
+are measured with whatever was chosen and never used to choose.
+
+Datasets (all order-sensitive; most made by generators written independently of each
+other and of ``seqvision.demo``, see ``bench/generators/``):
+
+    demo        select  seqvision's demo generator (moving / growing shapes)
+    rotation    select  textured shapes rotating cw / ccw, approaching / receding
+    handheld    report  camera shake, flicker, occlusion: opening / closing, rising / falling
+    particles   report  particle clouds gathering / scattering, strokes painted / erased
+    real        report  real footage from ../shared/data: forward vs time-reversed windows,
+                        all windows of one source video on one side of the split
+    skel_synth  select  seqvision's skeleton generator (time-reversed pairs)
+    skel_sides  report  side-specific classes (raise left vs right arm, ...)
+    skel_daily  report  everyday actions with time-reversed pairs, two persons
+
+Methods (video): ``notebook`` (the seed notebooks' recipe: 16 frames at 64 px,
+TimeDistributed CNN -> LSTM(64), zero padding without a mask, 20 epochs), ``orderless``
+(seqvision defaults with the mean-pooling head), ``defaults`` (``seqvision train`` with no
+options), ``v0`` (the defaults before this protocol: 112 px, no motion input, one view, no
+weight decay) and one-change ablations of the defaults (``no_frame_diff``,
+``no_feature_diff``, ``one_view``, ``px112``). Real footage with ImageNet MobileNetV2
+features (``../shared/weights``): ``nb_mobilenet`` (16 frames, MobileNetV2 features,
+Masking + LSTM(64)), ``meanpool_logreg`` (mean feature + logistic regression) and
+``mobilenet`` (``seqvision train --backbone mobilenet --weights FILE``). Skeletons:
+``defaults`` and ``flip`` (the old default: mirror without changing labels).
+
+Every seqvision run is evaluated with 1 and 4 views (``evaluate --views``).
+
+    python bench/generalisation.py --datasets rotation,demo --methods defaults,notebook --seeds 0,1,2
+    python bench/generalisation.py --table      # rewrite bench/generalisation.md from the results file
+
+Results are appended to ``bench/generalisation_results.jsonl`` (one JSON line per run;
+a finished (dataset, method, seed) is not run again), the table goes to
+``bench/generalisation.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+
+import numpy as np  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared"
+WEIGHTS = SHARED / "weights" / "mobilenet_v2_imagenet_1.0_224_no_top.h5"
+RESULTS = HERE / "generalisation_results.jsonl"
+TABLE = HERE / "generalisation.md"
+
+VIDEO_SETS = {"demo": "select", "rotation": "select", "handheld": "report", "particles": "report",
+              "real": "report"}
+SKELETON_SETS = {"skel_synth": "select", "skel_sides": "report", "skel_daily": "report"}
+SIDE_PAIRS = None  # skel_sides: no flip pairs are passed to the defaults; the default must be safe alone
+
+VIDEO_VARIANTS = {
+    "defaults": {},
+    "orderless": {"head": "mean"},
+    "v0": {"img_size": 112, "frame_diff": False, "feature_diff": False, "train_views": 1, "weight_decay": 0.0,
+           "pooling": "gap"},
+    "no_frame_diff": {"frame_diff": False},
+    "no_feature_diff": {"feature_diff": False},
+    "one_view": {"train_views": 1},
+    "px112": {"img_size": 112},
+    "gap": {"pooling": "gap"},
+    "small": {"filters": [16, 32, 64]},
+    "small_nodiff": {"filters": [16, 32, 64], "frame_diff": False},
+}
+SKELETON_VARIANTS = {"defaults": {}, "flip": {"flip": True}}
+
+log = logging.getLogger("generalisation")
+
+
+def _load_generator(name: str):
+    spec = importlib.util.spec_from_file_location(name, HERE / "generators" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_video_set(name: str, work: Path) -> Path:
+    """``work/<name>/{train,test}/<label>/…`` (made once; a ``done`` marker says it is whole)."""
+    root = work / name
+    if (root / "done").exists():
+        return root
+    if name == "demo":
+        from seqvision.demo import make_demo_videos
+
+        make_demo_videos(root / "train", clips_per_class=30, groups_per_class=6, first_group=1, seed=0)
+        make_demo_videos(root / "test", clips_per_class=10, groups_per_class=2, first_group=7, seed=1000)
+    elif name == "real":
+        if not (SHARED / "data").is_dir():
+            raise FileNotFoundError(f"{SHARED / 'data'} is missing: the real-footage set needs it")
+        _load_generator("real_reversal").make_dataset(root, seed=0, shared_data=str(SHARED / "data"))
+    else:
+        module = {"rotation": "video_rotation", "handheld": "video_handheld", "particles": "video_particles"}[name]
+        _load_generator(module).make_dataset(root, seed=0)
+    (root / "done").write_text("")
+    return root
+
+
+def make_skeleton_set(name: str, work: Path) -> Path:
+    path = work / f"{name}.pkl"
+    if not path.exists():
+        if name == "skel_synth":
+            from seqvision.skeleton_synth import make_synthetic_skeleton_dataset
+
+            make_synthetic_skeleton_dataset(path, seed=0)
+        else:
+            _load_generator({"skel_sides": "skeleton_sides", "skel_daily": "skeleton_daily"}[name]).make_dataset(
+                path, seed=0)
+    return path
+
+
+def run_seqvision_video(root: Path, run_dir: Path, seed: int, overrides: dict) -> dict:
+    from seqvision.inference import evaluate_video_run
+    from seqvision.training import VideoTrainConfig, train_video
+
+    config = VideoTrainConfig(data_dir=str(root / "train"), seed=seed, **overrides)
+    start = time.perf_counter()
+    train_video(config, run_dir)
+    seconds = time.perf_counter() - start
+    scores = {f"views{v}": evaluate_video_run(run_dir, root / "test", views=v)["accuracy"] for v in (1, 4)}
+    return {"accuracy": scores["views1"], **scores, "train_s": seconds}
+
+
+def run_notebook_video(root: Path, seed: int, seq_len: int = 16, size: int = 64, epochs: int = 20) -> dict:
+    """The seed notebooks' recipe: TimeDistributed CNN -> LSTM(64), zero padding without a mask."""
+    import keras
+    from keras import layers
+
+    from seqvision.datasets import find_clips, load_clip
+
+    def arrays(split):
+        clips = find_clips(root / split)
+        labels = sorted({c.label for c in clips})
+        x = np.stack([load_clip(c.path, seq_len, size)[0] for c in clips]).astype(np.float32) / 255.0
+        y = np.array([labels.index(c.label) for c in clips])
+        return x, y, labels
+
+    x_train, y_train, labels = arrays("train")
+    x_test, y_test, _ = arrays("test")
+    keras.utils.set_random_seed(seed)
+    cnn = keras.Sequential([keras.Input((size, size, 3)),
+                            layers.Conv2D(16, 3, activation="relu"), layers.MaxPooling2D(),
+                            layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(),
+                            layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(),
+                            layers.Flatten(), layers.Dense(64, activation="relu")])
+    model = keras.Sequential([keras.Input((seq_len, size, size, 3)), layers.TimeDistributed(cnn),
+                              layers.LSTM(64), layers.Dense(len(labels), activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    start = time.perf_counter()
+    model.fit(x_train, y_train, epochs=epochs, batch_size=8, verbose=0)
+    seconds = time.perf_counter() - start
+    accuracy = float(np.mean(model.predict(x_test, verbose=0).argmax(1) == y_test))
+    return {"accuracy": accuracy, "train_s": seconds}
+
+
+_FEATURES: dict = {}
+
+
+def mobilenet_features(root: Path, split: str, seq_len: int = 16):
+    """ImageNet MobileNetV2 features of 16 uniform frames: ``(x [N, T, 1280], mask [N, T], y, labels)``."""
+    key = (str(root), split)
+    if key not in _FEATURES:
+        from seqvision.backbones import build_backbone
+        from seqvision.datasets import find_clips, load_clip
+
+        backbone = build_backbone("mobilenet", 224, weights=str(WEIGHTS))
+        clips = find_clips(root / split)
+        labels = sorted({c.label for c in find_clips(root / "train")})
+        xs, masks = [], []
+        for clip in clips:
+            frames, length = load_clip(clip.path, seq_len, 224)
+            features = np.zeros((seq_len, 1280), np.float32)
+            features[:length] = backbone.predict_on_batch(frames[:length])
+            xs.append(features)
+            masks.append(np.arange(seq_len) < length)
+        _FEATURES[key] = (np.stack(xs), np.stack(masks), np.array([labels.index(c.label) for c in clips]), labels)
+    return _FEATURES[key]
+
+
+def run_notebook_mobilenet(root: Path, seed: int, epochs: int = 30) -> dict:
+    import keras
+    from keras import layers
+
+    x, _, y, labels = mobilenet_features(root, "train")
+    x_test, _, y_test, _ = mobilenet_features(root, "test")
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((None, x.shape[-1])), layers.Masking(0.0), layers.LSTM(64),
+                              layers.Dropout(0.3), layers.Dense(len(labels), activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    start = time.perf_counter()
+    model.fit(x, y, epochs=epochs, batch_size=8, verbose=0)
+    accuracy = float(np.mean(model.predict(x_test, verbose=0).argmax(1) == y_test))
+    return {"accuracy": accuracy, "train_s": time.perf_counter() - start}
+
+
+def run_meanpool_logreg(root: Path, seed: int) -> dict:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def pooled(split):
+        x, mask, y, _ = mobilenet_features(root, split)
+        return (x * mask[..., None]).sum(1) / mask.sum(1, keepdims=True), y
+
+    x, y = pooled("train")
+    x_test, y_test = pooled("test")
+    start = time.perf_counter()
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, random_state=seed)).fit(x, y)
+    return {"accuracy": float(model.score(x_test, y_test)), "train_s": time.perf_counter() - start}
+
+
+def run_skeleton(path: Path, run_dir: Path, seed: int, overrides: dict) -> dict:
+    from seqvision.skeleton import evaluate_skeleton, train_skeleton
+
+    start = time.perf_counter()
+    train_skeleton(path, run_dir, seed=seed, **overrides)
+    seconds = time.perf_counter() - start
+    return {"accuracy": evaluate_skeleton(run_dir, path, "test1")["accuracy"], "train_s": seconds}
+
+
+def run_one(dataset: str, method: str, seed: int, work: Path) -> dict:
+    import keras
+
+    keras.backend.clear_session()
+    run_dir = work / "runs" / f"{dataset}-{method}-{seed}"
+    if run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    if dataset in SKELETON_SETS:
+        return run_skeleton(make_skeleton_set(dataset, work), run_dir, seed, SKELETON_VARIANTS[method])
+    root = make_video_set(dataset, work)
+    if method == "notebook":
+        return run_notebook_video(root, seed)
+    if method == "nb_mobilenet":
+        return run_notebook_mobilenet(root, seed)
+    if method == "meanpool_logreg":
+        return run_meanpool_logreg(root, seed)
+    if method == "mobilenet":
+        return run_seqvision_video(root, run_dir, seed, {"backbone": "mobilenet", "weights": str(WEIGHTS),
+                                                         "cache_dir": str(work / "cache")})
+    return run_seqvision_video(root, run_dir, seed, VIDEO_VARIANTS[method])
+
+
+def load_results() -> list[dict]:
+    if not RESULTS.exists():
+        return []
+    return [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+
+
+def write_table(results: list[dict]) -> None:
+    rows: dict[tuple[str, str], dict[int, dict]] = {}
+    for r in results:
+        rows.setdefault((r["dataset"], r["method"]), {})[r["seed"]] = r
+    order = {name: i for i, name in enumerate([*VIDEO_SETS, *SKELETON_SETS])}
+    lines = ["# Generalisation table", "",
+             "Test accuracy on held-out groups (`python bench/generalisation.py`); role `select` = used to choose "
+             "the defaults, `report` = measured only. Mean over seeds, then each seed; `views4` = `evaluate "
+             "--views 4`; train time on 2 CPU cores (other jobs may have shared them).", "",
+             "| dataset | role | method | accuracy (mean) | seeds | views4 (mean) | train s (mean) |",
+             "|---|---|---|---|---|---|---|"]
+    for (dataset, method), by_seed in sorted(rows.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])):
+        accuracy = [by_seed[s]["accuracy"] for s in sorted(by_seed)]
+        views4 = [by_seed[s]["views4"] for s in sorted(by_seed) if "views4" in by_seed[s]]
+        seconds = [by_seed[s]["train_s"] for s in sorted(by_seed)]
+        role = {**VIDEO_SETS, **SKELETON_SETS}.get(dataset, "")
+        lines.append(f"| {dataset} | {role} | {method} | {np.mean(accuracy):.3f} | "
+                     + ", ".join(f"{a:.3f}" for a in accuracy) + " | "
+                     + (f"{np.mean(views4):.3f}" if views4 else "") + f" | {np.mean(seconds):.0f} |")
+    TABLE.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default="demo,rotation,handheld,particles,real")
+    parser.add_argument("--methods", default="notebook,orderless,defaults")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--work", default="/tmp/seqvision-generalisation", help="Data, caches and runs.")
+    parser.add_argument("--table", action="store_true", help="Only rewrite the table from the results file.")
+    parser.add_argument("--again", action="store_true", help="Run finished (dataset, method, seed) again.")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    logging.getLogger("generalisation").setLevel(logging.INFO)
+    if not args.table:
+        work = Path(args.work)
+        done = {(r["dataset"], r["method"], r["seed"]) for r in load_results()}
+        for dataset in args.datasets.split(","):
+            for method in args.methods.split(","):
+                for seed in (int(s) for s in args.seeds.split(",")):
+                    if (dataset, method, seed) in done and not args.again:
+                        continue
+                    log.info("%s / %s / seed %d", dataset, method, seed)
+                    result = {"dataset": dataset, "method": method, "seed": seed, **run_one(dataset, method, seed, work)}
+                    log.info("%s", result)
+                    with open(RESULTS, "a") as f:
+                        f.write(json.dumps(result) + "\n")
+    write_table(load_results())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,569 @@
+"""Synthetic 2D-skeleton dataset of everyday actions with time-reversed pairs (PYSKL pickle,
+COCO-17 keypoints).
+
+What it makes
+-------------
+A PYSKL annotation pickle laid out like ``ucf101_2d.pkl``::
+
+    {"split": {"train1": [frame_dir, ...], "test1": [...]},
+     "annotations": [{"frame_dir", "label", "img_shape", "original_shape", "total_frames",
+                      "keypoint" float32 [M, T, 17, 2], "keypoint_score" float32 [M, T, 17]}, ...]}
+
+with eight classes:
+
+* ``sit_down``  / ``stand_up``      -- standing, then lowering onto a (invisible) seat with a
+  forward lean and the forearms coming to rest on the thighs, then seated; and its time reversal;
+* ``bend_down`` / ``straighten_up`` -- bending the trunk forwards (towards the camera: the torso
+  is foreshortened, the head drops) with the arms hanging and soft knees; and its reversal;
+* ``jump``          -- one to three jumps in place with a crouch before and after each, arms
+  swinging up (or jumping jacks: arms and legs spreading);
+* ``clap``          -- arms forward, hands meeting in front of the chest several times;
+* ``turn_around``   -- a full (sometimes half) turn about the vertical axis with small foot
+  shuffles: shoulder and hip widths shrink to a profile and grow again, left/right swap in the
+  image while the back is turned, face joints lose confidence;
+* ``walk_in_place`` -- alternating knee lifts with counter-swinging arms.
+
+"Left" is the person's own left; facing the camera their left side is on the image's right
+(larger x).
+
+Why only frame order tells the pairs apart
+------------------------------------------
+``stand_up`` is not modelled separately: each ``stand_up`` sequence is an independent
+``sit_down`` sample whose frames are reversed after rendering (likewise ``straighten_up`` from
+``bend_down``).  All nuisance processes (idle sway, bystander motion, score noise, jitter,
+missing-joint events) are stationary in time, so a reversed pair member is distributed exactly
+like the time-reversed other member: any order-free statistic (mean pose, pose histogram, bag of
+frames) has the same distribution for both classes of a pair; only the temporal order carries
+the label.  The other four classes differ in their poses and serve as ordinary classes.
+
+Variation axes
+--------------
+* subject (UCF101-style group ``gNN``; never on both sides of the split): stature 1.50-1.95 m
+  and independent +-10 % limb / torso / shoulder / hip proportions, movement amplitude and tempo
+  style, a preferred image size (used 75 % of the time), a typical camera distance and a
+  detector-quality level;
+* per sequence: length 30-150 frames, the action's window and a smooth random time warp (speed
+  variation), action amplitudes and counts (jump height, number of claps/jumps/steps, turn
+  direction, how deep the bend/sit), idle motion of uninvolved limbs, body yaw +-0.3 rad,
+  camera roll, image size among 240x320, 480x640, 1080x1920 (img_shape = (h, w)), camera
+  distance (person height 20-90 % of the frame), horizontal/vertical position;
+* a second person (M = 2) in about 30 % of the sequences: a bystander with a random body, at
+  another depth, beside the actor, standing idle (swaying, arms crossed, looking at a phone,
+  hands on hips, shifting weight); the actor is person 0 in 75 % of those sequences, person 1
+  otherwise;
+* observation noise: per-joint jitter growing as the score drops, scores mostly 0.6-1.0 with
+  lower values for hidden (far-side / turned-away) joints, occasional missing joints (score
+  < 0.1 and coordinates 0 for 1-8 frames), occasional partial-body truncation (legs below the
+  bottom edge or one side outside the frame: joints clamped to the border with scores < 0.35).
+
+Split: ``train1`` / ``test1`` by subject, about 25 % of the subjects in ``test1``.  With the
+default 55 sequences per class this gives about 40 train and 15 test sequences per class.
+Only NumPy and the standard library are used.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import tempfile
+import time
+
+import numpy as np
+
+CLASS_NAMES = (
+    "sit_down", "stand_up", "bend_down", "straighten_up", "jump", "clap", "turn_around", "walk_in_place",
+)
+# (generator, reverse the frames): a reversed class is its partner played backwards.
+_BASE_ACTION = {
+    "sit_down": ("sit_down", False), "stand_up": ("sit_down", True),
+    "bend_down": ("bend_down", False), "straighten_up": ("bend_down", True),
+    "jump": ("jump", False), "clap": ("clap", False),
+    "turn_around": ("turn_around", False), "walk_in_place": ("walk_in_place", False),
+}
+
+COCO_JOINTS = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+)
+IMAGE_SHAPES = ((240, 320), (480, 640), (1080, 1920))  # (h, w)
+MIN_FRAMES, MAX_FRAMES = 30, 150
+TEST_FRACTION = 0.25
+SEQUENCES_PER_SUBJECT = 2.75  # per class: 55 sequences -> 20 subjects, 5 of them in test1
+SECOND_PERSON_PROBABILITY = 0.3
+_FACE = np.array([0, 1, 2])  # nose and eyes: hidden when the person turns away
+
+
+# --------------------------------------------------------------------------- time helpers
+
+def _smoothstep(x):
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def _bump(u, a, b):
+    """Smooth 0 -> 1 -> 0 over [a, b], 0 outside."""
+    x = np.clip((u - a) / (b - a), 0.0, 1.0)
+    return np.sin(np.pi * x) ** 2
+
+
+def _plateau(u, rise_end, fall_start):
+    """0 -> 1 over [0, rise_end], 1, then 1 -> 0 over [fall_start, 1] (no fall if fall_start >= 1)."""
+    up = _smoothstep(u / rise_end)
+    if fall_start >= 1.0:
+        return up
+    return up * (1.0 - _smoothstep((u - fall_start) / (1.0 - fall_start)))
+
+
+def _smooth_noise(rng, n, amp, waves=3):
+    """Smooth random signal (sum of slow sines), standard deviation about ``amp``."""
+    t = np.arange(n)
+    out = np.zeros(n)
+    for _ in range(waves):
+        out += np.sin(2 * np.pi * rng.uniform(0.004, 0.05) * t + rng.uniform(0, 2 * np.pi))
+    return amp * out / np.sqrt(waves / 2)
+
+
+def _action_phase(rng, T, min_frac=0.6, max_frac=0.95, warp=0.35):
+    """Phase u in [0, 1] per frame: 0 before the action window, a randomly time-warped ramp
+    inside it (speed variation), 1 after it.  Returns (u, window length in frames)."""
+    length = int(round(T * rng.uniform(min_frac, max_frac)))
+    length = max(2, min(T, length))
+    start = int(rng.integers(0, T - length + 1))
+    rates = np.exp(_smooth_noise(rng, length, warp))
+    ramp = np.concatenate([[0.0], np.cumsum(rates[:-1])])
+    u = np.zeros(T)
+    u[start:start + length] = ramp / ramp[-1]
+    u[start + length:] = 1.0
+    return u, length
+
+
+def _cycles(u, n, gap=0.0):
+    """For n repetitions over u in [0, 1]: (index, within-cycle phase w in [0, 1]); ``gap`` is
+    the rest fraction at both ends of each cycle."""
+    v = np.clip(u, 0.0, 1.0) * n
+    k = np.minimum(np.floor(v), n - 1)
+    w = np.where(u >= 1.0, 1.0, v - k)
+    if gap:
+        w = np.clip((w - gap) / (1.0 - 2 * gap), 0.0, 1.0)
+    return k, w
+
+
+# --------------------------------------------------------------------------- body model
+
+def _make_subject(rng):
+    """A left/right-symmetric body (metres) plus the subject's style and typical scene."""
+    H = rng.uniform(1.50, 1.95)
+
+    def part(fraction):
+        return fraction * H * rng.uniform(0.9, 1.1)
+
+    body = dict(shin=part(0.25), thigh=part(0.245), torso=part(0.29), neck=part(0.105),
+                upper_arm=part(0.186), forearm=part(0.146), shoulder_half=part(0.12),
+                hip_half=part(0.055), eye_half=part(0.03), ear_half=part(0.065))
+    body["stature"] = body["shin"] + body["thigh"] + body["torso"] + 1.45 * body["neck"]
+    body["amplitude"] = rng.uniform(0.85, 1.15)       # how big the subject's movements are
+    body["tempo"] = rng.uniform(0.8, 1.25)            # > 1: faster repetitions
+    body["image_shape"] = int(rng.integers(len(IMAGE_SHAPES)))
+    body["size_fraction"] = rng.uniform(0.3, 0.7)    # typical camera distance: person height / image height
+    body["quality"] = rng.uniform(0.78, 0.93)         # typical detector confidence
+    return body
+
+
+def _idle_pose(rng, T, body):
+    """Per-frame joint angles (radians) of a person standing and swaying slightly.
+
+    Limb directions are absolute in the torso (arms) or root (legs) frame and written for the
+    person's left side ("a" sideways-outwards, "f" forwards towards the camera, "h" horizontal
+    outwards); the right side uses the same values mirrored.  Both sides are drawn
+    independently from the same distribution.
+    """
+    def noise(amp):
+        return _smooth_noise(rng, T, amp)
+
+    P = dict(root_x=noise(0.01 * body["stature"]), lift=np.zeros(T),
+             yaw=rng.uniform(-0.3, 0.3) + noise(0.04), pitch=rng.uniform(-0.03, 0.08) + noise(0.02),
+             roll=noise(0.02), head_pitch=rng.uniform(-0.15, 0.15) + noise(0.05), head_yaw=noise(0.1))
+    for s in "lr":
+        P[s + "_ua_a"] = rng.uniform(0.05, 0.25) + noise(0.04)
+        P[s + "_ua_f"] = rng.uniform(-0.1, 0.25) + noise(0.05)
+        P[s + "_ua_h"] = np.zeros(T)
+        P[s + "_fa_a"] = P[s + "_ua_a"] + rng.uniform(-0.05, 0.15)
+        P[s + "_fa_f"] = P[s + "_ua_f"] + rng.uniform(0.0, 0.5) + noise(0.05)
+        P[s + "_fa_h"] = np.zeros(T)
+        P[s + "_th_a"] = rng.uniform(0.0, 0.12) + noise(0.01)
+        P[s + "_th_f"] = rng.uniform(-0.03, 0.05) + noise(0.02)
+        P[s + "_th_h"] = np.zeros(T)
+        P[s + "_sh_a"] = P[s + "_th_a"] + rng.uniform(-0.03, 0.03)
+        P[s + "_sh_f"] = P[s + "_th_f"] - rng.uniform(0.0, 0.06)
+        P[s + "_sh_h"] = np.zeros(T)
+    return P
+
+
+def _direction(a, f, h, sign):
+    """Unit vectors [T, 3] for a limb hanging down, flexed forwards by f, raised sideways by a
+    and swung horizontally outwards by h (left-side convention; sign -1 mirrors to the right)."""
+    x, y, z = np.sin(a) * np.cos(f), -np.cos(a) * np.cos(f), np.sin(f)
+    x, z = x * np.cos(h) + z * np.sin(h), -x * np.sin(h) + z * np.cos(h)
+    return np.stack([sign * x, y, z], -1)
+
+
+def _rot_x(angle):  # bends (0, 1, 0) towards +z (forwards)
+    c, s, o, i = np.cos(angle), np.sin(angle), np.zeros_like(angle), np.ones_like(angle)
+    return np.stack([np.stack([i, o, o], -1), np.stack([o, c, -s], -1), np.stack([o, s, c], -1)], -2)
+
+
+def _rot_z(angle):  # leans (0, 1, 0) towards +x (the person's left)
+    c, s, o, i = np.cos(angle), np.sin(angle), np.zeros_like(angle), np.ones_like(angle)
+    return np.stack([np.stack([c, s, o], -1), np.stack([-s, c, o], -1), np.stack([o, o, i], -1)], -2)
+
+
+def _rot_y(angle):  # turns about the vertical axis; pi: back to the camera
+    c, s, o, i = np.cos(angle), np.sin(angle), np.zeros_like(angle), np.ones_like(angle)
+    return np.stack([np.stack([c, o, s], -1), np.stack([o, i, o], -1), np.stack([-s, o, c], -1)], -2)
+
+
+def _apply(R, pts):
+    return np.einsum("tij,tkj->tki", R, pts)
+
+
+def _skeleton(P, body):
+    """3-D COCO-17 joints [T, 17, 3] (metres; feet on the ground y = 0 unless lifted)."""
+    T = len(P["yaw"])
+    zeros = np.zeros(T)
+    trunk = _rot_x(P["pitch"]) @ _rot_z(P["roll"])
+    head = trunk @ _rot_x(P["head_pitch"]) @ _rot_y(P["head_yaw"])
+    neck = np.stack([zeros, zeros + body["torso"], zeros], -1)[:, None]     # [T, 1, 3]
+    n = body["neck"]
+    face = np.array([[0.0, n, 0.4 * n],
+                     [body["eye_half"], 1.2 * n, 0.3 * n], [-body["eye_half"], 1.2 * n, 0.3 * n],
+                     [body["ear_half"], 1.1 * n, -0.1 * n], [-body["ear_half"], 1.1 * n, -0.1 * n]])
+    joints = np.zeros((T, 17, 3))
+    joints[:, 0:5] = _apply(trunk, neck) + _apply(head, np.broadcast_to(face, (T, 5, 3)))
+    for sign, s, off in ((1.0, "l", 0), (-1.0, "r", 1)):
+        shoulder = neck[:, 0] + np.array([sign * body["shoulder_half"], 0.0, 0.0])
+        elbow = shoulder + body["upper_arm"] * _direction(P[s + "_ua_a"], P[s + "_ua_f"], P[s + "_ua_h"], sign)
+        wrist = elbow + body["forearm"] * _direction(P[s + "_fa_a"], P[s + "_fa_f"], P[s + "_fa_h"], sign)
+        joints[:, [5 + off, 7 + off, 9 + off]] = _apply(trunk, np.stack([shoulder, elbow, wrist], 1))
+        hip = np.zeros((T, 3)) + np.array([sign * body["hip_half"], 0.0, 0.0])
+        knee = hip + body["thigh"] * _direction(P[s + "_th_a"], P[s + "_th_f"], P[s + "_th_h"], sign)
+        ankle = knee + body["shin"] * _direction(P[s + "_sh_a"], P[s + "_sh_f"], P[s + "_sh_h"], sign)
+        joints[:, [11 + off, 13 + off, 15 + off]] = np.stack([hip, knee, ankle], 1)
+    joints = _apply(_rot_y(P["yaw"]), joints)
+    ground = -np.minimum(joints[:, 15, 1], joints[:, 16, 1])   # lowest ankle stands on y = 0
+    joints[:, :, 1] += (ground + P["lift"])[:, None]
+    joints[:, :, 0] += P["root_x"][:, None]
+    return joints
+
+
+# --------------------------------------------------------------------------- actions
+
+def _blend(P, key, e, target):
+    P[key] = (1.0 - e) * P[key] + e * target
+
+
+def _sit_down(rng, P, body, T):
+    u, _ = _action_phase(rng, T, 0.35, 0.8)
+    e = _smoothstep(u)
+    moving = _bump(u, 0.0, 1.0)
+    thigh, spread = rng.uniform(1.25, 1.6), rng.uniform(0.05, 0.3)
+    rest_upper, rest_fore, rest_in = rng.uniform(0.2, 0.6), rng.uniform(0.9, 1.4), rng.uniform(-0.35, 0.0)
+    for s in "lr":
+        _blend(P, s + "_th_f", e, thigh + rng.uniform(-0.08, 0.08))
+        _blend(P, s + "_th_a", e, spread + rng.uniform(-0.04, 0.04))
+        _blend(P, s + "_sh_f", e, rng.uniform(-0.2, 0.15))
+        _blend(P, s + "_sh_a", e, rng.uniform(-0.05, 0.12))
+        reach = rng.uniform(0.0, 0.5) * moving        # arms forward for balance while lowering
+        _blend(P, s + "_ua_f", e, rest_upper + rng.uniform(-0.1, 0.1))
+        _blend(P, s + "_fa_f", e, rest_fore + rng.uniform(-0.1, 0.1))
+        _blend(P, s + "_fa_h", e, rest_in)
+        P[s + "_ua_f"] += reach
+        P[s + "_fa_f"] += reach
+    P["pitch"] += rng.uniform(0.3, 0.6) * moving + e * rng.uniform(-0.15, 0.1)
+    P["head_pitch"] -= rng.uniform(0.0, 0.2) * moving
+
+
+def _bend_down(rng, P, body, T):
+    u, _ = _action_phase(rng, T, 0.35, 0.8)
+    e = _smoothstep(u)
+    depth = min(1.6, rng.uniform(1.0, 1.5) * body["amplitude"] ** 0.5)
+    P["pitch"] += e * depth
+    knee = rng.uniform(0.0, 0.35)
+    for s in "lr":
+        P[s + "_th_f"] += e * knee * rng.uniform(0.9, 1.1)
+        P[s + "_sh_f"] -= e * knee * rng.uniform(0.4, 0.7)
+        hang = depth * rng.uniform(0.85, 1.05)         # arms hang vertically in the world
+        _blend(P, s + "_ua_f", e, hang)
+        _blend(P, s + "_fa_f", e, hang + rng.uniform(0.0, 0.35))
+        _blend(P, s + "_ua_a", e, rng.uniform(0.0, 0.2))
+        _blend(P, s + "_fa_a", e, rng.uniform(-0.1, 0.2))
+    P["head_pitch"] += e * rng.uniform(-0.3, 0.4)
+
+
+def _jump(rng, P, body, T):
+    u, _ = _action_phase(rng, T, 0.5, 0.95)
+    n = int(rng.integers(1, 4))
+    _, w = _cycles(u, n, gap=rng.uniform(0.0, 0.1))
+    crouch = _bump(w, 0.0, 0.38) + _bump(w, 0.62, 1.0)
+    f = np.clip((w - 0.38) / 0.24, 0.0, 1.0)
+    P["lift"] += rng.uniform(0.05, 0.2) * body["stature"] * body["amplitude"] * 4.0 * f * (1.0 - f)
+    depth = rng.uniform(0.4, 0.9)
+    swing = _bump(w, 0.3, 0.75)
+    jack = rng.random() < 0.35
+    for s in "lr":
+        P[s + "_th_f"] += depth * crouch
+        P[s + "_sh_f"] -= depth * crouch * rng.uniform(0.9, 1.1)
+        if jack:                                      # jumping jack: arms up, legs apart
+            arms, legs = rng.uniform(2.2, 2.8) * swing, rng.uniform(0.15, 0.35) * swing
+            P[s + "_ua_a"] += arms
+            P[s + "_fa_a"] += arms + rng.uniform(0.0, 0.2) * swing
+            P[s + "_th_a"] += legs
+            P[s + "_sh_a"] += legs
+        else:                                         # arms back in the crouch, up in the air
+            arms = rng.uniform(1.2, 2.6) * swing - rng.uniform(0.3, 0.6) * _bump(w, 0.0, 0.38)
+            P[s + "_ua_f"] += arms
+            P[s + "_fa_f"] += arms
+    P["pitch"] += 0.5 * depth * crouch
+
+
+def _clap(rng, P, body, T):
+    u, length = _action_phase(rng, T, 0.6, 0.95)
+    e = _plateau(u, rng.uniform(0.12, 0.3), rng.uniform(0.7, 0.88))
+    period = rng.uniform(7, 16) / body["tempo"]       # frames per clap
+    claps = max(2.0, length / period)
+    closing = 0.5 - 0.5 * np.cos(2 * np.pi * claps * u)
+    upper_f, upper_a, upper_h = rng.uniform(0.6, 1.1), rng.uniform(0.05, 0.3), rng.uniform(0.1, 0.35)
+    fore_f, open_h, closed_h = rng.uniform(1.25, 1.55), rng.uniform(-0.6, -0.2), rng.uniform(-1.5, -1.3)
+    for s in "lr":
+        _blend(P, s + "_ua_f", e, upper_f + rng.uniform(-0.05, 0.05))
+        _blend(P, s + "_ua_a", e, upper_a)
+        _blend(P, s + "_ua_h", e, upper_h)
+        _blend(P, s + "_fa_f", e, fore_f + rng.uniform(-0.05, 0.05))
+        _blend(P, s + "_fa_a", e, rng.uniform(-0.1, 0.1))
+        _blend(P, s + "_fa_h", e, open_h + (closed_h - open_h) * closing)
+    P["head_pitch"] += e * rng.uniform(0.0, 0.2)
+
+
+def _turn_around(rng, P, body, T):
+    u, length = _action_phase(rng, T, 0.5, 0.95)
+    angle = 2 * np.pi if rng.random() < 0.75 else np.pi
+    P["yaw"] += rng.choice([-1.0, 1.0]) * angle * _smoothstep(u)
+    steps = max(2.0, round(angle / rng.uniform(0.6, 1.2)))
+    stepping = np.sin(np.pi * steps * u) * ((u > 0) & (u < 1))
+    lift = rng.uniform(0.15, 0.4)
+    for s, sign in (("l", 1.0), ("r", -1.0)):
+        knee = lift * np.clip(sign * stepping, 0.0, None)
+        P[s + "_th_f"] += knee
+        P[s + "_sh_f"] -= 1.2 * knee
+
+
+def _walk_in_place(rng, P, body, T):
+    u, length = _action_phase(rng, T, 0.7, 1.0)
+    e = _plateau(u, rng.uniform(0.05, 0.15), rng.uniform(0.85, 0.95))
+    period = rng.uniform(14, 28) / body["tempo"]      # frames per left+right step pair
+    s_wave = np.sin(2 * np.pi * max(1.5, length / period) * u + rng.uniform(0, 2 * np.pi))
+    knee_lift, arm_swing = rng.uniform(0.4, 1.0) * body["amplitude"], rng.uniform(0.15, 0.5)
+    bend = rng.uniform(1.1, 1.5)
+    for s, sign in (("l", 1.0), ("r", -1.0)):
+        up = e * knee_lift * np.clip(sign * s_wave, 0.0, None)
+        P[s + "_th_f"] += up
+        P[s + "_sh_f"] += up - bend * up
+        P[s + "_ua_f"] -= e * arm_swing * sign * s_wave      # arm opposite to the lifted knee
+        P[s + "_fa_f"] -= e * arm_swing * sign * s_wave
+    P["root_x"] += e * 0.02 * body["stature"] * s_wave
+    P["roll"] += e * 0.03 * s_wave
+
+
+_ACTIONS = {"sit_down": _sit_down, "bend_down": _bend_down, "jump": _jump, "clap": _clap,
+            "turn_around": _turn_around, "walk_in_place": _walk_in_place}
+
+
+def _bystander(rng, T):
+    """A second person standing idle: joints [T, 17, 3] and body."""
+    body = _make_subject(rng)
+    P = _idle_pose(rng, T, body)
+    P["yaw"] += rng.uniform(-0.6, 0.6)
+    P["root_x"] += _smooth_noise(rng, T, 0.03 * body["stature"])     # weight shifts
+    habit = rng.random()
+    if habit < 0.25:                                   # arms crossed
+        for s in "lr":
+            P[s + "_ua_f"] = 0.3 + _smooth_noise(rng, T, 0.03)
+            P[s + "_fa_f"] = 1.45 + _smooth_noise(rng, T, 0.03)
+            P[s + "_fa_h"] = -1.2 + _smooth_noise(rng, T, 0.03)
+    elif habit < 0.45:                                 # looking at a phone in one hand
+        s = "l" if rng.random() < 0.5 else "r"
+        P[s + "_ua_f"] = 0.4 + _smooth_noise(rng, T, 0.05)
+        P[s + "_fa_f"] = 1.9 + _smooth_noise(rng, T, 0.05)
+        P[s + "_fa_h"] = -0.6 + _smooth_noise(rng, T, 0.05)
+        P["head_pitch"] += 0.4
+    elif habit < 0.6:                                  # hands on hips
+        for s in "lr":
+            P[s + "_ua_a"] = 0.6 + _smooth_noise(rng, T, 0.03)
+            P[s + "_fa_a"] = -0.7 + _smooth_noise(rng, T, 0.03)
+    return _skeleton(P, body), body
+
+
+# --------------------------------------------------------------------------- camera and detector
+
+def _project(joints, scale, cx, ground_v, roll):
+    x, y = joints[..., 0], joints[..., 1]
+    c, s = np.cos(roll), np.sin(roll)
+    return np.stack([cx + scale * (c * x - s * y), ground_v - scale * (s * x + c * y)], -1)
+
+
+def _place(rng, joints, body, hw, size_fraction, p_truncate=0.1):
+    """Scale, horizontal centre and ground line for a person (the whole sequence inside the
+    frame with a small margin, unless truncated on purpose)."""
+    h, w = hw
+    scale = size_fraction * h / body["stature"]
+    xmin, xmax = joints[..., 0].min() * scale, joints[..., 0].max() * scale
+    top = joints[..., 1].max() * scale
+    margin = 0.02 * w
+    lo, hi = margin - xmin, (w - 1) - margin - xmax
+    cx = rng.uniform(lo, hi) if hi > lo else 0.5 * (lo + hi)
+    vlo, vhi = top + 0.02 * h, (h - 1) - 0.02 * h
+    ground_v = rng.uniform(vlo, vhi) if vhi > vlo else 0.5 * (vlo + vhi)
+    if rng.random() < p_truncate:
+        mode = rng.choice(["bottom", "left", "right"])
+        cut = rng.uniform(0.15, 0.45)
+        if mode == "bottom":      # legs below the frame
+            ground_v = (h - 1) + cut * body["stature"] * scale
+        elif mode == "left":      # part of the body beyond the left edge
+            cx = -cut * (xmax - xmin) - xmin
+        else:
+            cx = (w - 1) + cut * (xmax - xmin) - xmax
+    return scale, cx, ground_v
+
+
+def _observe(rng, joints, uv, body, hw, scale, quality):
+    """Detector output: scores, jitter, truncation at the image border, missing joints."""
+    T = len(uv)
+    h, w = hw
+    per_joint = np.array([0.03, 0.03, 0.03, 0.0, 0.0, 0.02, 0.02, -0.02, -0.02, -0.06, -0.06,
+                          0.0, 0.0, -0.02, -0.02, -0.05, -0.05])
+    score = quality + per_joint + rng.normal(0.0, 0.05, (T, 17))
+    # hidden joints: behind the body (far side when turned), face when turned away
+    depth = joints[..., 2] - joints[:, 11:13, 2].mean(1, keepdims=True)
+    score -= 0.3 * np.clip(-depth / (0.12 * body["stature"]), 0.0, 1.0)
+    facing = joints[:, 0, 2] - 0.5 * (joints[:, 3, 2] + joints[:, 4, 2])   # nose ahead of the ears
+    score[:, _FACE] -= 0.5 * np.clip(-facing / (0.05 * body["stature"]), 0.0, 1.0)[:, None]
+    score = np.clip(score, 0.35, 1.0)
+    sigma = scale * body["stature"] * (0.003 + 0.02 * (1.0 - score))
+    kp = uv + rng.normal(0.0, 1.0, uv.shape) * sigma[..., None]
+    outside = (kp[..., 0] < 0) | (kp[..., 0] > w - 1) | (kp[..., 1] < 0) | (kp[..., 1] > h - 1)
+    kp[..., 0] = np.clip(kp[..., 0], 0, w - 1)
+    kp[..., 1] = np.clip(kp[..., 1], 0, h - 1)
+    score[outside] = rng.uniform(0.02, 0.35, int(outside.sum()))
+    if rng.random() < 0.35:                         # occasional dropped joints
+        for _ in range(int(rng.integers(1, 4))):
+            span = int(rng.integers(1, min(8, T) + 1))
+            start = int(rng.integers(0, T - span + 1))
+            lost = rng.choice(17, int(rng.integers(1, 4)), replace=False)
+            kp[start:start + span, lost] = 0.0
+            score[start:start + span, lost] = rng.uniform(0.0, 0.09, (span, len(lost)))
+    return kp.astype(np.float32), score.astype(np.float32)
+
+
+def _sequence(rng, class_name, body):
+    """keypoint [M, T, 17, 2], keypoint_score [M, T, 17], img_shape for one sequence."""
+    action, reverse = _BASE_ACTION[class_name]
+    T = int(rng.integers(MIN_FRAMES, MAX_FRAMES + 1))
+    P = _idle_pose(rng, T, body)
+    _ACTIONS[action](rng, P, body, T)
+    joints = _skeleton(P, body)
+    shape_index = body["image_shape"] if rng.random() < 0.75 else int(rng.integers(len(IMAGE_SHAPES)))
+    hw = IMAGE_SHAPES[shape_index]
+    size_fraction = float(np.clip(body["size_fraction"] + rng.uniform(-0.2, 0.2), 0.2, 0.9))  # camera distance
+    scale, cx, ground_v = _place(rng, joints, body, hw, size_fraction)
+    roll = float(np.clip(rng.normal(0.0, 0.03), -0.08, 0.08))
+    quality = float(np.clip(body["quality"] + rng.normal(0.0, 0.03), 0.7, 0.96))
+    kp, score = _observe(rng, joints, _project(joints, scale, cx, ground_v, roll), body, hw, scale, quality)
+    persons = [(kp, score)]
+    if rng.random() < SECOND_PERSON_PROBABILITY:
+        other, other_body = _bystander(rng, T)
+        depth = rng.uniform(0.6, 1.2)                  # < 1: farther from the camera than the actor
+        other_scale = scale * depth
+        offset = rng.uniform(0.45, 1.2) * body["stature"] * scale
+        sides = [c for c in (cx - offset, cx + offset) if 0.08 * hw[1] <= c <= 0.92 * hw[1]]
+        other_cx = sides[int(rng.integers(len(sides)))] if sides else (  # keep the bystander in view
+            cx - offset if cx > 0.5 * hw[1] else cx + offset)
+        other_ground = ground_v - (1.0 - depth) * rng.uniform(0.3, 0.8) * body["stature"] * scale
+        uv = _project(other, other_scale, other_cx, other_ground, roll)
+        other_quality = quality - rng.uniform(0.0, 0.1)
+        persons.append(_observe(rng, other, uv, other_body, hw, other_scale, other_quality))
+        if rng.random() < 0.25:
+            persons.reverse()
+    kp = np.stack([p[0] for p in persons])
+    score = np.stack([p[1] for p in persons])
+    if reverse:
+        kp, score = kp[:, ::-1], score[:, ::-1]
+    return np.ascontiguousarray(kp), np.ascontiguousarray(score), hw
+
+
+# --------------------------------------------------------------------------- dataset
+
+def _camel(name):
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _atomic_pickle(obj, out_path):
+    out_path = os.path.abspath(os.fspath(out_path))
+    folder = os.path.dirname(out_path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".pkl")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(obj, f, protocol=4)
+        os.replace(tmp, out_path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def make_dataset(out_path, seed: int = 0, sequences_per_class: int = 55) -> dict:
+    """Write a PYSKL pickle to out_path (atomically: temp file + os.replace); returns
+    {"classes": [...], "train1": n, "test1": n}"""
+    if sequences_per_class < 1:
+        raise ValueError("sequences_per_class must be >= 1")
+    root = np.random.SeedSequence(seed)
+    subject_seq, split_seq, clip_seq = root.spawn(3)
+    n_subjects = int(np.clip(round(sequences_per_class / SEQUENCES_PER_SUBJECT), 4, 25))
+    subject_rngs = [np.random.default_rng(s) for s in subject_seq.spawn(n_subjects)]
+    bodies = [_make_subject(r) for r in subject_rngs]
+    split_rng = np.random.default_rng(split_seq)
+    n_test = max(1, int(round(TEST_FRACTION * n_subjects)))
+    test_subjects = set(int(i) for i in split_rng.choice(n_subjects, n_test, replace=False))
+
+    annotations, splits = [], {"train1": [], "test1": []}
+    clip_seeds = iter(clip_seq.spawn(len(CLASS_NAMES) * sequences_per_class))
+    for label, name in enumerate(CLASS_NAMES):
+        # spread the class's sequences over the subjects (UCF101: several clips per group)
+        counts = np.full(n_subjects, sequences_per_class // n_subjects)
+        counts[split_rng.choice(n_subjects, sequences_per_class % n_subjects, replace=False)] += 1
+        for g in range(n_subjects):
+            for c in range(int(counts[g])):
+                rng = np.random.default_rng(next(clip_seeds))
+                kp, score, hw = _sequence(rng, name, bodies[g])
+                frame_dir = f"v_{_camel(name)}_g{g + 1:02d}_c{c + 1:02d}"
+                annotations.append({
+                    "frame_dir": frame_dir, "label": int(label),
+                    "img_shape": (int(hw[0]), int(hw[1])), "original_shape": (int(hw[0]), int(hw[1])),
+                    "total_frames": int(kp.shape[1]), "keypoint": kp, "keypoint_score": score,
+                })
+                splits["test1" if g in test_subjects else "train1"].append(frame_dir)
+    _atomic_pickle({"split": splits, "annotations": annotations}, out_path)
+    return {"classes": list(CLASS_NAMES), "train1": len(splits["train1"]), "test1": len(splits["test1"])}
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("out_path")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sequences-per-class", type=int, default=55)
+    args = ap.parse_args()
+    t0 = time.time()
+    summary = make_dataset(args.out_path, seed=args.seed, sequences_per_class=args.sequences_per_class)
+    summary["seconds"] = round(time.time() - t0, 2)
+    print(json.dumps(summary))

@@ -1,0 +1,490 @@
+"""Synthetic 2D-skeleton dataset of side-specific actions (PYSKL pickle, COCO-17 keypoints).
+
+What it makes
+-------------
+A PYSKL annotation pickle laid out like ``ucf101_2d.pkl``::
+
+    {"split": {"train1": [frame_dir, ...], "test1": [...]},
+     "annotations": [{"frame_dir", "label", "img_shape", "original_shape", "total_frames",
+                      "keypoint" float32 [M, T, 17, 2], "keypoint_score" float32 [M, T, 17]}, ...]}
+
+with eight classes in four mirror pairs (M = 1 person per sequence):
+
+* ``raise_left_arm`` / ``raise_right_arm`` -- one arm raised sideways/forwards above the head,
+  held, usually lowered again;
+* ``kick_left_leg``  / ``kick_right_leg``  -- one or two front/side kicks (knee chambers, then
+  extends), leaning away from the kicking side;
+* ``wave_left_hand`` / ``wave_right_hand`` -- upper arm lifted, forearm up, hand swinging side
+  to side several times;
+* ``step_left``      / ``step_right``      -- one to three sidesteps towards the person's own
+  left / right (lead leg opens, body shifts, trailing leg closes).
+
+"Left" is always the person's own left.  The person faces the camera (small yaw only), so
+their left side appears on the image's right (larger x); ``step_left`` therefore moves
+towards larger x.
+
+Why only the side tells the classes of a pair apart
+---------------------------------------------------
+Each sequence is built in 3-D body coordinates (x = the person's left, y = up, z = towards the
+camera) for the *left* variant of its pair.  For a right-hand class an independent sample is
+drawn from exactly the same distribution and then mirrored (x -> -x, left/right joints
+swapped) before projection.  Every nuisance process is mirror symmetric (subject bodies are
+left/right symmetric; idle motion, yaw, lean, camera roll, horizontal placement, truncation
+side and missing joints are drawn from symmetric distributions), and the horizontal placement
+range maps onto itself under u -> w - 1 - u.  So the right class is distributed exactly like
+the image-mirrored left class: a model that flips skeletons left/right as augmentation (and
+swaps the joint labels) turns one class into the other, and a side-invariant feature cannot
+separate a pair.
+
+Variation axes
+--------------
+* subject (UCF101-style group ``gNN``; never on both sides of the split): stature 1.50-1.95 m
+  and independent +-10 % limb / torso / shoulder / hip proportions, movement amplitude and
+  tempo style, a preferred image size (used 75 % of the time) and camera distance, a
+  detector-quality level;
+* per sequence: length 30-150 frames, the action's window inside it and a smooth random time
+  warp (speed variation), action amplitudes (how high, how far, how many kicks/waves/steps),
+  idle motion of the other limbs (smooth random sway), body yaw +-0.3 rad, camera roll,
+  image size among 240x320, 480x640, 1080x1920 (img_shape = (h, w)), person height 30-90 %
+  of the frame, horizontal/vertical position;
+* observation noise: per-joint jitter growing as the score drops, scores mostly 0.6-1.0 with
+  lower values for hidden (far-side / turned-away) joints, occasional missing joints (score
+  < 0.1 and coordinates 0 for 1-8 frames), occasional partial-body truncation (legs below the
+  bottom edge or one side outside the frame: joints clamped to the border with scores < 0.35).
+
+Split: ``train1`` / ``test1`` by subject, about 25 % of the subjects in ``test1``.  With the
+default 55 sequences per class this gives about 40 train and 15 test sequences per class.
+Only NumPy and the standard library are used.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import tempfile
+import time
+
+import numpy as np
+
+CLASS_NAMES = (
+    "raise_left_arm", "raise_right_arm", "kick_left_leg", "kick_right_leg",
+    "wave_left_hand", "wave_right_hand", "step_left", "step_right",
+)
+# Each class is generated as its left variant, mirrored when ``True``.
+_BASE_ACTION = {
+    "raise_left_arm": ("raise_arm", False), "raise_right_arm": ("raise_arm", True),
+    "kick_left_leg": ("kick_leg", False), "kick_right_leg": ("kick_leg", True),
+    "wave_left_hand": ("wave_hand", False), "wave_right_hand": ("wave_hand", True),
+    "step_left": ("step", False), "step_right": ("step", True),
+}
+
+COCO_JOINTS = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+)
+FLIP_INDEX = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15)
+IMAGE_SHAPES = ((240, 320), (480, 640), (1080, 1920))  # (h, w)
+MIN_FRAMES, MAX_FRAMES = 30, 150
+TEST_FRACTION = 0.25
+SEQUENCES_PER_SUBJECT = 2.75  # per class: 55 sequences -> 20 subjects, 5 of them in test1
+_FACE = np.array([0, 1, 2])  # nose and eyes: hidden when the person turns away
+
+
+# --------------------------------------------------------------------------- time helpers
+
+def _smoothstep(x):
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def _bump(u, a, b):
+    """Smooth 0 -> 1 -> 0 over [a, b], 0 outside."""
+    x = np.clip((u - a) / (b - a), 0.0, 1.0)
+    return np.sin(np.pi * x) ** 2
+
+
+def _plateau(u, rise_end, fall_start):
+    """0 -> 1 over [0, rise_end], 1, then 1 -> 0 over [fall_start, 1] (no fall if fall_start >= 1)."""
+    up = _smoothstep(u / rise_end)
+    if fall_start >= 1.0:
+        return up
+    return up * (1.0 - _smoothstep((u - fall_start) / (1.0 - fall_start)))
+
+
+def _smooth_noise(rng, n, amp, waves=3):
+    """Smooth random signal (sum of slow sines), standard deviation about ``amp``."""
+    t = np.arange(n)
+    out = np.zeros(n)
+    for _ in range(waves):
+        out += np.sin(2 * np.pi * rng.uniform(0.004, 0.05) * t + rng.uniform(0, 2 * np.pi))
+    return amp * out / np.sqrt(waves / 2)
+
+
+def _action_phase(rng, T, min_frac=0.6, max_frac=0.95, warp=0.35):
+    """Phase u in [0, 1] per frame: 0 before the action window, a randomly time-warped ramp
+    inside it (speed variation), 1 after it.  Returns (u, window length in frames)."""
+    length = int(round(T * rng.uniform(min_frac, max_frac)))
+    length = max(2, min(T, length))
+    start = int(rng.integers(0, T - length + 1))
+    rates = np.exp(_smooth_noise(rng, length, warp))
+    ramp = np.concatenate([[0.0], np.cumsum(rates[:-1])])
+    u = np.zeros(T)
+    u[start:start + length] = ramp / ramp[-1]
+    u[start + length:] = 1.0
+    return u, length
+
+
+def _cycles(u, n, gap=0.0):
+    """For n repetitions over u in [0, 1]: (index, within-cycle phase w in [0, 1]); ``gap`` is
+    the rest fraction at both ends of each cycle."""
+    v = np.clip(u, 0.0, 1.0) * n
+    k = np.minimum(np.floor(v), n - 1)
+    w = np.where(u >= 1.0, 1.0, v - k)
+    if gap:
+        w = np.clip((w - gap) / (1.0 - 2 * gap), 0.0, 1.0)
+    return k, w
+
+
+# --------------------------------------------------------------------------- body model
+
+def _make_subject(rng):
+    """A left/right-symmetric body (metres) plus the subject's style and typical scene."""
+    H = rng.uniform(1.50, 1.95)
+
+    def part(fraction):
+        return fraction * H * rng.uniform(0.9, 1.1)
+
+    body = dict(shin=part(0.25), thigh=part(0.245), torso=part(0.29), neck=part(0.105),
+                upper_arm=part(0.186), forearm=part(0.146), shoulder_half=part(0.12),
+                hip_half=part(0.055), eye_half=part(0.03), ear_half=part(0.065))
+    body["stature"] = body["shin"] + body["thigh"] + body["torso"] + 1.45 * body["neck"]
+    body["amplitude"] = rng.uniform(0.85, 1.15)       # how big the subject's movements are
+    body["tempo"] = rng.uniform(0.8, 1.25)            # > 1: faster repetitions
+    body["image_shape"] = int(rng.integers(len(IMAGE_SHAPES)))
+    body["size_fraction"] = rng.uniform(0.42, 0.75)  # typical person height / image height
+    body["quality"] = rng.uniform(0.78, 0.93)         # typical detector confidence
+    return body
+
+
+def _idle_pose(rng, T, body):
+    """Per-frame joint angles (radians) of a person standing and swaying slightly.
+
+    Limb directions are absolute in the torso (arms) or root (legs) frame and written for the
+    person's left side ("a" sideways-outwards, "f" forwards towards the camera, "h" horizontal
+    outwards); the right side uses the same values mirrored.  Both sides are drawn
+    independently from the same distribution.
+    """
+    def noise(amp):
+        return _smooth_noise(rng, T, amp)
+
+    P = dict(root_x=noise(0.01 * body["stature"]), lift=np.zeros(T),
+             yaw=rng.uniform(-0.3, 0.3) + noise(0.04), pitch=rng.uniform(-0.03, 0.08) + noise(0.02),
+             roll=noise(0.02), head_pitch=rng.uniform(-0.15, 0.15) + noise(0.05), head_yaw=noise(0.1))
+    for s in "lr":
+        P[s + "_ua_a"] = rng.uniform(0.05, 0.25) + noise(0.04)
+        P[s + "_ua_f"] = rng.uniform(-0.1, 0.25) + noise(0.05)
+        P[s + "_ua_h"] = np.zeros(T)
+        P[s + "_fa_a"] = P[s + "_ua_a"] + rng.uniform(-0.05, 0.15)
+        P[s + "_fa_f"] = P[s + "_ua_f"] + rng.uniform(0.0, 0.5) + noise(0.05)
+        P[s + "_fa_h"] = np.zeros(T)
+        P[s + "_th_a"] = rng.uniform(0.0, 0.12) + noise(0.01)
+        P[s + "_th_f"] = rng.uniform(-0.03, 0.05) + noise(0.02)
+        P[s + "_th_h"] = np.zeros(T)
+        P[s + "_sh_a"] = P[s + "_th_a"] + rng.uniform(-0.03, 0.03)
+        P[s + "_sh_f"] = P[s + "_th_f"] - rng.uniform(0.0, 0.06)
+        P[s + "_sh_h"] = np.zeros(T)
+    return P
+
+
+def _direction(a, f, h, sign):
+    """Unit vectors [T, 3] for a limb hanging down, flexed forwards by f, raised sideways by a
+    and swung horizontally outwards by h (left-side convention; sign -1 mirrors to the right)."""
+    x, y, z = np.sin(a) * np.cos(f), -np.cos(a) * np.cos(f), np.sin(f)
+    x, z = x * np.cos(h) + z * np.sin(h), -x * np.sin(h) + z * np.cos(h)
+    return np.stack([sign * x, y, z], -1)
+
+
+def _rot_x(angle):  # bends (0, 1, 0) towards +z (forwards)
+    c, s, o, i = np.cos(angle), np.sin(angle), np.zeros_like(angle), np.ones_like(angle)
+    return np.stack([np.stack([i, o, o], -1), np.stack([o, c, -s], -1), np.stack([o, s, c], -1)], -2)
+
+
+def _rot_z(angle):  # leans (0, 1, 0) towards +x (the person's left)
+    c, s, o, i = np.cos(angle), np.sin(angle), np.zeros_like(angle), np.ones_like(angle)
+    return np.stack([np.stack([c, s, o], -1), np.stack([-s, c, o], -1), np.stack([o, o, i], -1)], -2)
+
+
+def _rot_y(angle):  # turns about the vertical axis; pi: back to the camera
+    c, s, o, i = np.cos(angle), np.sin(angle), np.zeros_like(angle), np.ones_like(angle)
+    return np.stack([np.stack([c, o, s], -1), np.stack([o, i, o], -1), np.stack([-s, o, c], -1)], -2)
+
+
+def _apply(R, pts):
+    return np.einsum("tij,tkj->tki", R, pts)
+
+
+def _skeleton(P, body):
+    """3-D COCO-17 joints [T, 17, 3] (metres; feet on the ground y = 0 unless lifted)."""
+    T = len(P["yaw"])
+    zeros = np.zeros(T)
+    trunk = _rot_x(P["pitch"]) @ _rot_z(P["roll"])
+    head = trunk @ _rot_x(P["head_pitch"]) @ _rot_y(P["head_yaw"])
+    neck = np.stack([zeros, zeros + body["torso"], zeros], -1)[:, None]     # [T, 1, 3]
+    n = body["neck"]
+    face = np.array([[0.0, n, 0.4 * n],
+                     [body["eye_half"], 1.2 * n, 0.3 * n], [-body["eye_half"], 1.2 * n, 0.3 * n],
+                     [body["ear_half"], 1.1 * n, -0.1 * n], [-body["ear_half"], 1.1 * n, -0.1 * n]])
+    joints = np.zeros((T, 17, 3))
+    joints[:, 0:5] = _apply(trunk, neck) + _apply(head, np.broadcast_to(face, (T, 5, 3)))
+    for sign, s, off in ((1.0, "l", 0), (-1.0, "r", 1)):
+        shoulder = neck[:, 0] + np.array([sign * body["shoulder_half"], 0.0, 0.0])
+        elbow = shoulder + body["upper_arm"] * _direction(P[s + "_ua_a"], P[s + "_ua_f"], P[s + "_ua_h"], sign)
+        wrist = elbow + body["forearm"] * _direction(P[s + "_fa_a"], P[s + "_fa_f"], P[s + "_fa_h"], sign)
+        joints[:, [5 + off, 7 + off, 9 + off]] = _apply(trunk, np.stack([shoulder, elbow, wrist], 1))
+        hip = np.zeros((T, 3)) + np.array([sign * body["hip_half"], 0.0, 0.0])
+        knee = hip + body["thigh"] * _direction(P[s + "_th_a"], P[s + "_th_f"], P[s + "_th_h"], sign)
+        ankle = knee + body["shin"] * _direction(P[s + "_sh_a"], P[s + "_sh_f"], P[s + "_sh_h"], sign)
+        joints[:, [11 + off, 13 + off, 15 + off]] = np.stack([hip, knee, ankle], 1)
+    joints = _apply(_rot_y(P["yaw"]), joints)
+    ground = -np.minimum(joints[:, 15, 1], joints[:, 16, 1])   # lowest ankle stands on y = 0
+    joints[:, :, 1] += (ground + P["lift"])[:, None]
+    joints[:, :, 0] += P["root_x"][:, None]
+    return joints
+
+
+def _mirror(joints):
+    """The person's mirror image: x -> -x and left/right joints swapped."""
+    out = joints[:, FLIP_INDEX].copy()
+    out[..., 0] *= -1.0
+    return out
+
+
+# --------------------------------------------------------------------------- actions (left variants)
+
+def _blend(P, key, e, target):
+    P[key] = (1.0 - e) * P[key] + e * target
+
+
+def _raise_arm(rng, P, body, T):
+    u, _ = _action_phase(rng, T)
+    stays_up = rng.random() < 0.2
+    e = _plateau(u, rng.uniform(0.2, 0.4), 1.0 if stays_up else rng.uniform(0.55, 0.8))
+    height = min(3.1, rng.uniform(2.5, 3.05) * body["amplitude"] ** 0.5)
+    forward = rng.uniform(-0.1, 0.6)
+    _blend(P, "l_ua_a", e, height + _smooth_noise(rng, T, 0.03))
+    _blend(P, "l_ua_f", e, forward)
+    _blend(P, "l_fa_a", e, height + rng.uniform(-0.1, 0.25))
+    _blend(P, "l_fa_f", e, forward + rng.uniform(0.0, 0.3))
+    P["roll"] -= e * rng.uniform(0.0, 0.08)          # lean away from the raised arm
+    P["head_pitch"] -= e * rng.uniform(0.0, 0.15)     # glance up
+
+
+def _kick_leg(rng, P, body, T):
+    u, _ = _action_phase(rng, T, 0.5, 0.9)
+    n = int(rng.integers(1, 3))
+    _, w = _cycles(u, n, gap=rng.uniform(0.0, 0.15))
+    lift = np.sin(np.pi * w)                          # 0 -> 1 (full extension) -> 0
+    chamber = 4.0 * lift * (1.0 - lift)               # knee bent on the way up and down
+    amp = body["amplitude"]
+    flex, side, bend = rng.uniform(0.8, 1.5) * amp, rng.uniform(0.05, 0.45), rng.uniform(0.8, 1.4)
+    P["l_th_f"] += flex * lift
+    P["l_th_a"] += side * lift
+    P["l_sh_f"] = P["l_th_f"] - bend * chamber
+    P["l_sh_a"] = P["l_th_a"].copy()
+    P["r_th_f"] += 0.12 * lift                        # soft support knee
+    P["r_sh_f"] -= 0.12 * lift
+    P["roll"] -= rng.uniform(0.04, 0.15) * lift       # lean away from the kick
+    P["pitch"] -= rng.uniform(0.0, 0.15) * lift
+    for s, amount in (("l", rng.uniform(0.0, 0.4)), ("r", rng.uniform(0.1, 0.6))):  # balance
+        P[s + "_ua_a"] += amount * lift
+        P[s + "_fa_a"] += amount * lift
+
+
+def _wave_hand(rng, P, body, T):
+    u, length = _action_phase(rng, T, 0.6, 0.95)
+    e = _plateau(u, rng.uniform(0.1, 0.25), rng.uniform(0.75, 0.9))
+    period = rng.uniform(8, 20) / body["tempo"]       # frames per side-to-side wave
+    waves = max(1.5, length / period)
+    upper, forward = rng.uniform(1.2, 2.4), rng.uniform(0.0, 0.5)
+    swing = rng.uniform(0.2, 0.55) * body["amplitude"] * np.sin(2 * np.pi * waves * u + rng.uniform(0, 2 * np.pi))
+    _blend(P, "l_ua_a", e, upper)
+    _blend(P, "l_ua_f", e, forward)
+    _blend(P, "l_fa_a", e, rng.uniform(2.6, 3.1) + swing)
+    _blend(P, "l_fa_f", e, forward + rng.uniform(0.0, 0.3))
+    P["head_yaw"] += e * rng.uniform(-0.1, 0.2)
+
+
+def _step(rng, P, body, T):
+    u, _ = _action_phase(rng, T, 0.5, 0.95)
+    n = int(rng.integers(1, 4))
+    k, w = _cycles(u, n, gap=rng.uniform(0.0, 0.1))
+    angle = rng.uniform(0.22, 0.42) * body["amplitude"]
+    distance = (body["thigh"] + body["shin"]) * np.sin(angle) * rng.uniform(0.85, 1.0)
+    lead, trail = angle * _bump(w, 0.0, 0.6), angle * _bump(w, 0.4, 1.0)
+    P["l_th_a"] += lead
+    P["l_sh_a"] += lead
+    P["r_th_a"] += trail
+    P["r_sh_a"] += trail
+    for s, moving in (("l", _bump(w, 0.0, 0.5)), ("r", _bump(w, 0.5, 1.0))):  # foot lifts a little
+        knee = rng.uniform(0.1, 0.35) * moving
+        P[s + "_th_f"] += knee
+        P[s + "_sh_f"] -= knee
+    P["root_x"] += distance * (k + _smoothstep((w - 0.2) / 0.6))   # +x: towards the person's left
+    balance = rng.uniform(0.0, 0.3) * (lead + trail) / max(angle, 1e-6)
+    for s in "lr":
+        P[s + "_ua_a"] += balance
+        P[s + "_fa_a"] += balance
+
+
+_ACTIONS = {"raise_arm": _raise_arm, "kick_leg": _kick_leg, "wave_hand": _wave_hand, "step": _step}
+
+
+# --------------------------------------------------------------------------- camera and detector
+
+def _project(joints, scale, cx, ground_v, roll):
+    x, y = joints[..., 0], joints[..., 1]
+    c, s = np.cos(roll), np.sin(roll)
+    return np.stack([cx + scale * (c * x - s * y), ground_v - scale * (s * x + c * y)], -1)
+
+
+def _place(rng, joints, body, hw, size_fraction, p_truncate=0.1):
+    """Scale, horizontal centre and ground line for a person; the horizontal range is symmetric
+    under u -> w - 1 - u, so a mirrored sequence gets the mirrored placement distribution."""
+    h, w = hw
+    scale = size_fraction * h / body["stature"]
+    xmin, xmax = joints[..., 0].min() * scale, joints[..., 0].max() * scale
+    top = joints[..., 1].max() * scale
+    margin = 0.02 * w
+    lo, hi = margin - xmin, (w - 1) - margin - xmax
+    cx = rng.uniform(lo, hi) if hi > lo else 0.5 * (lo + hi)
+    vlo, vhi = top + 0.02 * h, (h - 1) - 0.02 * h
+    ground_v = rng.uniform(vlo, vhi) if vhi > vlo else 0.5 * (vlo + vhi)
+    if rng.random() < p_truncate:
+        mode = rng.choice(["bottom", "left", "right"])
+        cut = rng.uniform(0.15, 0.45)
+        if mode == "bottom":      # legs below the frame
+            ground_v = (h - 1) + cut * body["stature"] * scale
+        elif mode == "left":      # part of the body beyond the left edge
+            cx = -cut * (xmax - xmin) - xmin
+        else:
+            cx = (w - 1) + cut * (xmax - xmin) - xmax
+    return scale, cx, ground_v
+
+
+def _observe(rng, joints, uv, body, hw, scale, quality):
+    """Detector output: scores, jitter, truncation at the image border, missing joints."""
+    T = len(uv)
+    h, w = hw
+    per_joint = np.array([0.03, 0.03, 0.03, 0.0, 0.0, 0.02, 0.02, -0.02, -0.02, -0.06, -0.06,
+                          0.0, 0.0, -0.02, -0.02, -0.05, -0.05])
+    score = quality + per_joint + rng.normal(0.0, 0.05, (T, 17))
+    # hidden joints: behind the body (far side when turned), face when turned away
+    depth = joints[..., 2] - joints[:, 11:13, 2].mean(1, keepdims=True)
+    score -= 0.3 * np.clip(-depth / (0.12 * body["stature"]), 0.0, 1.0)
+    facing = joints[:, 0, 2] - 0.5 * (joints[:, 3, 2] + joints[:, 4, 2])   # nose ahead of the ears
+    score[:, _FACE] -= 0.5 * np.clip(-facing / (0.05 * body["stature"]), 0.0, 1.0)[:, None]
+    score = np.clip(score, 0.35, 1.0)
+    sigma = scale * body["stature"] * (0.003 + 0.02 * (1.0 - score))
+    kp = uv + rng.normal(0.0, 1.0, uv.shape) * sigma[..., None]
+    outside = (kp[..., 0] < 0) | (kp[..., 0] > w - 1) | (kp[..., 1] < 0) | (kp[..., 1] > h - 1)
+    kp[..., 0] = np.clip(kp[..., 0], 0, w - 1)
+    kp[..., 1] = np.clip(kp[..., 1], 0, h - 1)
+    score[outside] = rng.uniform(0.02, 0.35, int(outside.sum()))
+    if rng.random() < 0.35:                         # occasional dropped joints
+        for _ in range(int(rng.integers(1, 4))):
+            span = int(rng.integers(1, min(8, T) + 1))
+            start = int(rng.integers(0, T - span + 1))
+            lost = rng.choice(17, int(rng.integers(1, 4)), replace=False)
+            kp[start:start + span, lost] = 0.0
+            score[start:start + span, lost] = rng.uniform(0.0, 0.09, (span, len(lost)))
+    return kp.astype(np.float32), score.astype(np.float32)
+
+
+def _sequence(rng, class_name, body):
+    """keypoint [1, T, 17, 2], keypoint_score [1, T, 17], img_shape for one sequence."""
+    action, mirrored = _BASE_ACTION[class_name]
+    T = int(rng.integers(MIN_FRAMES, MAX_FRAMES + 1))
+    P = _idle_pose(rng, T, body)
+    _ACTIONS[action](rng, P, body, T)
+    joints = _skeleton(P, body)
+    if mirrored:
+        joints = _mirror(joints)
+    shape_index = body["image_shape"] if rng.random() < 0.75 else int(rng.integers(len(IMAGE_SHAPES)))
+    hw = IMAGE_SHAPES[shape_index]
+    size_fraction = float(np.clip(body["size_fraction"] + rng.uniform(-0.12, 0.12), 0.3, 0.9))
+    scale, cx, ground_v = _place(rng, joints, body, hw, size_fraction)
+    roll = float(np.clip(rng.normal(0.0, 0.03), -0.08, 0.08))
+    uv = _project(joints, scale, cx, ground_v, roll)
+    quality = float(np.clip(body["quality"] + rng.normal(0.0, 0.03), 0.7, 0.96))
+    kp, score = _observe(rng, joints, uv, body, hw, scale, quality)
+    return kp[None], score[None], hw
+
+
+# --------------------------------------------------------------------------- dataset
+
+def _camel(name):
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _atomic_pickle(obj, out_path):
+    out_path = os.path.abspath(os.fspath(out_path))
+    folder = os.path.dirname(out_path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".pkl")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(obj, f, protocol=4)
+        os.replace(tmp, out_path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def make_dataset(out_path, seed: int = 0, sequences_per_class: int = 55) -> dict:
+    """Write a PYSKL pickle to out_path (atomically: temp file + os.replace); returns
+    {"classes": [...], "train1": n, "test1": n}"""
+    if sequences_per_class < 1:
+        raise ValueError("sequences_per_class must be >= 1")
+    root = np.random.SeedSequence(seed)
+    subject_seq, split_seq, clip_seq = root.spawn(3)
+    n_subjects = int(np.clip(round(sequences_per_class / SEQUENCES_PER_SUBJECT), 4, 25))
+    subject_rngs = [np.random.default_rng(s) for s in subject_seq.spawn(n_subjects)]
+    bodies = [_make_subject(r) for r in subject_rngs]
+    split_rng = np.random.default_rng(split_seq)
+    n_test = max(1, int(round(TEST_FRACTION * n_subjects)))
+    test_subjects = set(int(i) for i in split_rng.choice(n_subjects, n_test, replace=False))
+
+    annotations, splits = [], {"train1": [], "test1": []}
+    clip_seeds = iter(clip_seq.spawn(len(CLASS_NAMES) * sequences_per_class))
+    for label, name in enumerate(CLASS_NAMES):
+        # spread the class's sequences over the subjects (UCF101: several clips per group)
+        counts = np.full(n_subjects, sequences_per_class // n_subjects)
+        counts[split_rng.choice(n_subjects, sequences_per_class % n_subjects, replace=False)] += 1
+        for g in range(n_subjects):
+            for c in range(int(counts[g])):
+                rng = np.random.default_rng(next(clip_seeds))
+                kp, score, hw = _sequence(rng, name, bodies[g])
+                frame_dir = f"v_{_camel(name)}_g{g + 1:02d}_c{c + 1:02d}"
+                annotations.append({
+                    "frame_dir": frame_dir, "label": int(label),
+                    "img_shape": (int(hw[0]), int(hw[1])), "original_shape": (int(hw[0]), int(hw[1])),
+                    "total_frames": int(kp.shape[1]), "keypoint": kp, "keypoint_score": score,
+                })
+                splits["test1" if g in test_subjects else "train1"].append(frame_dir)
+    _atomic_pickle({"split": splits, "annotations": annotations}, out_path)
+    return {"classes": list(CLASS_NAMES), "train1": len(splits["train1"]), "test1": len(splits["test1"])}
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("out_path")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sequences-per-class", type=int, default=55)
+    args = ap.parse_args()
+    t0 = time.time()
+    summary = make_dataset(args.out_path, seed=args.seed, sequences_per_class=args.sequences_per_class)
+    summary["seconds"] = round(time.time() - t0, 2)
+    print(json.dumps(summary))
