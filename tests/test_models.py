@@ -106,3 +106,27 @@ def test_frame_difference_input_sees_the_direction_of_time():
     forward = np.asarray(encoder({"frames": frames, "mask": mask}))
     backward = np.asarray(encoder({"frames": frames[:, ::-1], "mask": mask}))
     assert np.abs(np.sort(forward[0], axis=0) - np.sort(backward[0], axis=0)).max() > 1e-3
+
+
+def test_multi_view_prediction_is_the_mean_of_single_views(tmp_path):
+    from seqvision.datasets import load_clip_views
+    from seqvision.inference import predict_views
+    from seqvision.sampling import view_offsets
+
+    import cv2
+
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        cv2.imwrite(str(clip / f"{i:06d}.png"), rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    keras.utils.set_random_seed(4)
+    model = build_video_classifier(build_backbone("cnn", 16, filters=(4, 8), channels=6), 3, 16, units=4,
+                                   frame_diff=True, feature_diff=True)
+    frames, length = load_clip_views(clip, 6, 16, view_offsets(3))
+    mask = np.tile(np.arange(6) < length, (1, 3, 1))
+    averaged = predict_views(model, {"frames": frames[None], "mask": mask})
+    singles = [model.predict_on_batch({"frames": load_clip_views(clip, 6, 16, (offset,))[0],
+                                       "mask": (np.arange(6) < length)[None]}) for offset in view_offsets(3)]
+    np.testing.assert_allclose(averaged, np.mean(singles, axis=0), atol=1e-6)
+    assert np.abs(singles[0] - singles[2]).max() > 1e-6  # the views differ, so the mean is not trivial
