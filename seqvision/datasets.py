@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from seqvision.frames import find_videos, list_frame_clips, read_frame_folder
+from seqvision.frames import MIN_FRAMES, find_videos, list_frame_clips, read_frame_folder, too_few_frames_reason
 from seqvision.video import VIDEO_EXTENSIONS, VideoError, read_video_frames
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,9 @@ def load_clip(clip_path: str | Path, seq_len: int, img_size: int) -> tuple[np.nd
     if path.is_dir():
         frames = read_frame_folder(path, size=img_size, seq_len=seq_len)
     else:
-        frames, _, _ = read_video_frames(path, seq_len=seq_len, size=img_size)
+        frames, _, info = read_video_frames(path, seq_len=seq_len, size=img_size)
+        if info.num_frames is not None and info.num_frames < MIN_FRAMES:  # as extract-frames refuses it
+            raise VideoError(path, too_few_frames_reason(info.num_frames))
     length = len(frames)
     if length == 0:
         raise VideoError(path, "no frames")
