@@ -93,11 +93,12 @@ def staged_run_dir(run_dir: str | Path, config: dict, overwrite: bool = False):
             resuming = prepare_run_dir(work, config)
             (work / INCOMPLETE).write_text(f"training started by process {os.getpid()}\n")
             yield work, resuming
-            if not in_place:
+            (work / INCOMPLETE).unlink()
+            if not in_place and (work / "model.keras").exists():  # multi-worker: only the chief's has one
                 _exchange(work, run_dir)
                 log.info("replaced the earlier run in %s", run_dir)
+            if not in_place:
                 shutil.rmtree(work)
-            (run_dir / INCOMPLETE).unlink(missing_ok=True)
     except BaseException:
         if not in_place:
             shutil.rmtree(work, ignore_errors=True)
