@@ -271,6 +271,9 @@ def test_real_full_disk(small_tmpfs, tmp_path):
                   "--out", small_tmpfs / "cache")
     assert result.returncode == 1 and "no space left on device writing" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not list(small_tmpfs.rglob("*partial*"))
+    result = _cli("train", frames, "--out", small_tmpfs / "run", *TRAIN_ARGS)
+    assert result.returncode == 1 and "no space left on device writing" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not list(small_tmpfs.rglob("*.keras"))
 
 
 # --------------------------------------------------------------------------- 3. concurrent extract-frames
@@ -365,6 +368,15 @@ def test_cached_embeddings_equal_the_backbone_output(tmp_path, weights):
         assert np.abs(cached).max() > 0
         np.testing.assert_allclose(cached, direct, rtol=2e-3, atol=1e-3 * np.abs(direct).max())
     assert cache.manifest["dtype"] == str(cache.features.dtype)
+
+
+def test_fits_float16():
+    from seqvision.embeddings import fits_float16
+
+    assert not fits_float16(np.full(8, 1e-11, np.float32))  # random-init MobileNetV2: all zeros in float16
+    assert not fits_float16(np.array([1.0, 7e4], np.float32))  # overflow
+    assert fits_float16(np.array([6.0, 4e-5, 1e-9, 0.0, np.nan], np.float32))  # tiny beside large: kept closely
+    assert fits_float16(np.zeros(3, np.float32))
 
 
 # --------------------------------------------------------------------------- 6. keypoints inf in float32
