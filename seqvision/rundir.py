@@ -87,7 +87,9 @@ def staged_run_dir(run_dir: str | Path, config: dict, overwrite: bool = False):
     in_place = not finished and not (overwrite and has_backup(run_dir))
     work = run_dir if in_place else run_dir.parent / f".{run_dir.name}.new-{os.getpid()}"
     existed = work.exists()
-    created = not existed or not any(work.iterdir())
+    # Nothing worth keeping: a new or empty folder, or what a kill before the first epoch left.
+    disposable = (not existed or not any(work.iterdir()) or
+                  ((work / INCOMPLETE).exists() and not (work / "model.keras").exists() and not has_backup(work)))
     try:
         with with_path(run_dir):
             resuming = prepare_run_dir(work, config)
@@ -102,7 +104,7 @@ def staged_run_dir(run_dir: str | Path, config: dict, overwrite: bool = False):
     except BaseException:
         if not in_place:
             shutil.rmtree(work, ignore_errors=True)
-        elif created and not has_backup(work):  # nothing to resume: leave no stub
+        elif disposable and not has_backup(work):  # nothing to resume: leave no stub
             for child in list(work.iterdir()) if work.exists() else []:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
             if not existed and work.exists() and not any(work.iterdir()):

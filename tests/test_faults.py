@@ -107,6 +107,11 @@ def test_failed_first_run_leaves_no_stub(tmp_path):
     result = CliRunner().invoke(main, ["train", str(bad), "--out", str(tmp_path / "run"), *TRAIN_ARGS])
     assert result.exit_code == 1, result.output
     assert not (tmp_path / "run").exists()
+    (tmp_path / "run").mkdir()  # what a kill before the first epoch leaves
+    (tmp_path / "run" / "config.json").write_text("{}")
+    (tmp_path / "run" / "INCOMPLETE").write_text("")
+    result = CliRunner().invoke(main, ["train", str(bad), "--out", str(tmp_path / "run"), *TRAIN_ARGS])
+    assert result.exit_code == 1 and list((tmp_path / "run").iterdir()) == [], result.output
 
 
 def _skeleton_data(tmp_path):
