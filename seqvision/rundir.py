@@ -106,7 +106,10 @@ def staged_run_dir(run_dir: str | Path, config: dict, overwrite: bool = False):
             shutil.rmtree(work, ignore_errors=True)
         elif disposable and not has_backup(work):  # nothing to resume: leave no stub
             for child in list(work.iterdir()) if work.exists() else []:
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+                if child.is_dir():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
             if not existed and work.exists() and not any(work.iterdir()):
                 work.rmdir()
         raise
