@@ -15,7 +15,8 @@ is started in a fresh output folder through the CLI, killed with SIGKILL after a
   after a resume are not compared bit for bit).
 
 Prints one line per command, e.g. ``extract-frames: 20/20 kills resumed to identical output``
-(``train: 20/20 kills resumed to a complete run that predicts``).
+(``train: 20/20 kills resumed to a complete run that predicts``). On 2 shared CPU cores
+``--points 3`` takes about 3 minutes and ``--points 20`` about 21 (80 kills, all resumed).
 """
 from __future__ import annotations
 
