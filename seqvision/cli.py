@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import sys
 
@@ -53,13 +54,24 @@ def _user_errors():
     return (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, VideoError)
 
 
+def _no_space_message(error: OSError) -> str:
+    detail = error.strerror[error.strerror.find("("):] if "(" in (error.strerror or "") else ""
+    return f"no space left on device writing {error.filename or 'the output'} {detail}".rstrip()
+
+
 def friendly_errors(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        from seqvision.diskspace import is_no_space
+
         try:
             return command(*args, **kwargs)
         except _user_errors() as error:
             raise click.ClickException(str(error)) from None
+        except OSError as error:
+            if is_no_space(error):
+                raise click.ClickException(_no_space_message(error)) from None
+            raise
     return wrapper
 
 
@@ -68,8 +80,19 @@ def _given(**options) -> dict:
     return {k: v for k, v in options.items() if v is not None}
 
 
+def _json_safe(obj):
+    """``obj`` with NaN and infinities as None: JSON has no such numbers."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
 def _echo_json(obj) -> None:
-    click.echo(json.dumps(obj, indent=2))
+    click.echo(json.dumps(_json_safe(obj), indent=2, allow_nan=False))
 
 
 @click.group()
@@ -161,14 +184,15 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
 @click.option("--cache", type=click.Choice(["auto", "memory", "none"]), default="auto", show_default=True,
               help="Keep decoded clips in memory (auto: when they fit in 2 GiB).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace a finished run in --out (once the new one has finished).")
 @friendly_errors
-def train_command(data_dir, run_dir, **options):
+def train_command(data_dir, run_dir, overwrite, **options):
     """Train a CNN-LSTM on DATA_DIR (videos or frame folders in <label>/ subfolders)."""
     from seqvision.training import VideoTrainConfig, train_video
 
     if options["flip_pairs"]:
         options["flip_pairs"] = [p for p in options["flip_pairs"].split(",") if p.strip()]
-    best = train_video(VideoTrainConfig(data_dir=data_dir, **options), run_dir)
+    best = train_video(VideoTrainConfig(data_dir=data_dir, **options), run_dir, overwrite)
     log.info("best epoch %d; model, curves and history in %s", best["epoch"], run_dir)
 
 
@@ -308,8 +332,9 @@ def predict_command(run_dir, inputs, split, top_k, views, as_json):
 @click.option("--patience", type=click.IntRange(1), help="Early-stopping epochs.")
 @click.option("--strategy", type=click.Choice(["mirrored", "multiworker"]))
 @click.option("--seed", type=int)
+@click.option("--overwrite", is_flag=True, help="Replace a finished run in --out (once the new one has finished).")
 @friendly_errors
-def train_skeleton_command(ann_path, run_dir, classes, seq_len, **options):
+def train_skeleton_command(ann_path, run_dir, classes, seq_len, overwrite, **options):
     """Train a masked LSTM on 2D keypoints from a PYSKL pickle (ANN_PATH, e.g. ucf101_2d.pkl).
 
     Defaults not shown here are those of seqvision.skeleton.SkeletonTrainConfig.
@@ -325,7 +350,7 @@ def train_skeleton_command(ann_path, run_dir, classes, seq_len, **options):
         settings["seq_len"] = seq_len or None
     if settings.get("train_split") == "all":
         settings["train_split"] = None
-    best = train_skeleton(ann_path, run_dir, **settings)
+    best = train_skeleton(ann_path, run_dir, overwrite=overwrite, **settings)
     log.info("best epoch %d; model, curves and history in %s", best["epoch"], run_dir)
 
 

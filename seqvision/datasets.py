@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from seqvision.frames import find_videos, frame_files, list_frame_clips, read_frame_folder
+from seqvision.frames import (MIN_FRAMES, find_videos, frame_files, list_frame_clips, read_frame_folder,
+                              too_few_frames_reason)
 from seqvision.sampling import sample_uniform_indices, view_offsets
 from seqvision.video import VIDEO_EXTENSIONS, VideoError, read_video_frames
 
@@ -157,6 +158,8 @@ def load_clip_views(clip_path: str | Path, seq_len: int, img_size: int,
     else:
         frames, _, info = read_video_frames(path, seq_len=seq_len, size=img_size, offsets=offsets)
         num_frames = info.num_frames
+        if num_frames < MIN_FRAMES:  # as extract-frames refuses it
+            raise VideoError(path, too_few_frames_reason(num_frames))
     if len(frames) == 0:
         raise VideoError(path, "no frames")
     per_view = [sample_uniform_indices(num_frames, seq_len, offset=offset) for offset in offsets]

@@ -1,8 +1,9 @@
 """On-disk cache of per-frame backbone embeddings for frozen-backbone training.
 
-A cache is a folder holding ``features.npy`` (float16 ``[N, V, T, D]``, memory-mapped:
-V temporally shifted uniform views per clip (``sampling.view_offsets``), zero after each
-clip's true length), ``lengths.npy`` (int32 ``[N]``), ``backbone.weights.h5``
+A cache is a folder holding ``features.npy`` (float16 ``[N, V, T, D]``, memory-mapped; float32
+when float16 cannot hold the values, see :func:`fits_float16`; V temporally shifted uniform
+views per clip (``sampling.view_offsets``), zero after each clip's true length),
+``lengths.npy`` (int32 ``[N]``), ``backbone.weights.h5``
 (the Keras backbone's weights, so a reused cache always matches the backbone that
 produced it) and ``manifest.json`` (backbone, weights id, image size, T, sampling,
 embedding dim, clip list with labels, file sizes and mtimes). Rows are in path order, so
@@ -27,17 +28,19 @@ from pathlib import Path
 
 import numpy as np
 
+from seqvision.diskspace import allocate_npy, with_path
 from seqvision.io import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 3  # 2: rows in path order; 3: V views per clip
+CACHE_VERSION = 4  # 2: rows in path order; 3: float32 when float16 cannot hold the features; 4: V views
+_reported_unreadable: set[str] = set()  # caches already warned about in this process
 
 
 @dataclass
 class EmbeddingCache:
     path: Path
-    features: np.ndarray  # float16 [N, V, T, D], memory-mapped
+    features: np.ndarray  # float16 (or float32, manifest "dtype") [N, V, T, D], memory-mapped
     lengths: np.ndarray  # int32 [N]
     manifest: dict
 
@@ -100,20 +103,64 @@ def open_embedding_cache(path: str | Path, key: dict | None = None) -> Embedding
     manifest_path = path / "manifest.json"
     if not manifest_path.exists():
         return None
-    manifest = read_json(manifest_path)
+    try:
+        manifest = read_json(manifest_path)
+    except (OSError, ValueError) as error:
+        _warn_unreadable(path, error)
+        return None
     if key is not None and {k: manifest.get(k) for k in key} != key:
         return None
     try:
         features = np.load(path / "features.npy", mmap_mode="r")
         lengths = np.load(path / "lengths.npy")
     except (OSError, ValueError) as error:
-        log.warning("%s: unreadable embedding cache (%s); rebuilding", path, error)
+        _warn_unreadable(path, error)
         return None
     expected = (len(manifest["clips"]), manifest.get("views", 1), manifest["seq_len"], manifest["embedding_dim"])
     if features.shape != expected or lengths.shape != (expected[0],):
         log.warning("%s: embedding cache has shape %s, manifest says %s; rebuilding", path, features.shape, expected)
         return None
     return EmbeddingCache(path, features, lengths, manifest)
+
+
+def _warn_unreadable(path: Path, error: Exception) -> None:
+    if str(path) not in _reported_unreadable:
+        _reported_unreadable.add(str(path))
+        log.warning("%s: unreadable embedding cache (%s); rebuilding", path, error)
+
+
+def fits_float16(values: np.ndarray) -> bool:
+    """Whether float16 holds ``values`` to its usual precision (2**-11) relative to the largest:
+    False when any overflows (|value| > 65504) or when the largest is below float16's smallest
+    normal (6.1e-5), as for a randomly initialised backbone (features near 1e-11 become zeros).
+
+    A few tiny values beside large ones (ImageNet MobileNetV2: about 1 in 20,000 below 6.1e-5)
+    keep float16: as subnormals they are off by at most 3e-8.
+    """
+    finite = values[np.isfinite(values)].astype(np.float32)
+    if finite.size == 0:
+        return True
+    scale = float(np.abs(finite).max())
+    if scale > float(np.finfo(np.float16).max):
+        return False
+    with np.errstate(over="ignore"):
+        error = np.abs(finite.astype(np.float16).astype(np.float32) - finite)
+    return bool((error <= scale * 2.0 ** -11).all())
+
+
+def _widened_to_float32(features: np.memmap, path: Path) -> np.memmap:
+    """A float32 copy of the float16 memory map ``features``, replacing it at ``path``."""
+    wide_path = path.with_name(f"wide-{path.name}")
+    wide = allocate_npy(wide_path, np.float32, features.shape)
+    for start in range(0, len(features), 256):
+        wide[start:start + 256] = features[start:start + 256]
+    os.replace(wide_path, path)
+    log.info("features outside float16's range: caching them as float32")
+    return wide
+
+
+def _partial_dir(cache_dir: Path) -> Path:
+    return cache_dir.parent / f".{cache_dir.name}.partial-{os.getpid()}"
 
 
 def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_size: int,
@@ -139,11 +186,10 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
     cache_dir.parent.mkdir(parents=True, exist_ok=True)
     for stale in cache_dir.parent.glob(f".{cache_dir.name}.partial-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    tmp = cache_dir.parent / f".{cache_dir.name}.partial-{os.getpid()}"
+    tmp = _partial_dir(cache_dir)
     tmp.mkdir()
     dim = int(backbone.output_shape[-1])
-    features = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float16,
-                                         shape=(len(clips), views, seq_len, dim))
+    features = allocate_npy(tmp / "features.npy", np.float16, (len(clips), views, seq_len, dim))
     lengths = np.zeros(len(clips), np.int32)
 
     def load(index):
@@ -156,10 +202,13 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
     pending_frames, pending_rows = [], []  # frames [n, S, S, 3]; (clip index, length)  n = views * length
 
     def flush():
+        nonlocal features
         if not pending_frames:
             return
         batch = np.concatenate(pending_frames)
         embedded = np.asarray(backbone.predict_on_batch(batch), np.float32)
+        if features.dtype == np.float16 and not fits_float16(embedded):
+            features = _widened_to_float32(features, tmp / "features.npy")
         offset = 0
         for index, length in pending_rows:
             features[index, :, :length] = embedded[offset:offset + views * length].reshape(views, length, dim)
@@ -184,6 +233,7 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
         flush()
     bar.close()
     features.flush()
+    dtype = str(features.dtype)
     del features
     if not lengths.any():
         shutil.rmtree(tmp, ignore_errors=True)
@@ -191,7 +241,7 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
     np.save(tmp / "lengths.npy", lengths)
     if hasattr(backbone, "save_weights") and backbone.weights:
         backbone.save_weights(tmp / "backbone.weights.h5")
-    atomic_write_json(tmp / "manifest.json", {**key, "embedding_dim": dim,
+    atomic_write_json(tmp / "manifest.json", {**key, "embedding_dim": dim, "dtype": dtype,
                                              "frames_embedded": int(lengths.sum())})
     shutil.rmtree(cache_dir, ignore_errors=True)
     try:
@@ -268,8 +318,13 @@ def get_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_si
         with _build_lock(path):
             cache = open_embedding_cache(path, key)  # built by the process we waited for
             if cache is None:
-                return build_embedding_cache(clips, backbone, backbone_id, seq_len, img_size, path, views,
-                                             **build_options)
+                try:
+                    with with_path(path):
+                        return build_embedding_cache(clips, backbone, backbone_id, seq_len, img_size, path,
+                                                     views, **build_options)
+                except BaseException:
+                    shutil.rmtree(_partial_dir(path), ignore_errors=True)
+                    raise
     log.info("reusing embedding cache %s", cache.path)
     if (cache.path / "backbone.weights.h5").exists():
         backbone.load_weights(cache.path / "backbone.weights.h5")

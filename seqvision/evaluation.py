@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from seqvision.diskspace import with_path
 from seqvision.io import atomic_write_text
 
 
@@ -109,10 +110,11 @@ def save_metrics(metrics: dict, out_dir: str | Path, prefix: str = "eval") -> di
         "confusion_json": out_dir / f"{prefix}_confusion_matrix.json",
         "confusion_png": out_dir / f"{prefix}_confusion_matrix.png",
     }
-    atomic_write_text(paths["metrics"], json.dumps(metrics, indent=2))
-    atomic_write_text(paths["confusion_json"], json.dumps(
-        {"labels": metrics["labels"], "confusion_matrix": metrics["confusion_matrix"]}, indent=2))
-    plot_confusion_matrix(metrics["confusion_matrix"], metrics["labels"], paths["confusion_png"])
+    with with_path(out_dir):
+        atomic_write_text(paths["metrics"], json.dumps(metrics, indent=2))
+        atomic_write_text(paths["confusion_json"], json.dumps(
+            {"labels": metrics["labels"], "confusion_matrix": metrics["confusion_matrix"]}, indent=2))
+        plot_confusion_matrix(metrics["confusion_matrix"], metrics["labels"], paths["confusion_png"])
     return paths
 
 

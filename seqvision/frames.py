@@ -15,6 +15,7 @@ reported as failed.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import logging
@@ -22,6 +23,8 @@ import multiprocessing
 import os
 import shutil
 import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +33,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from seqvision.diskspace import is_no_space
 from seqvision.io import atomic_write_json, atomic_write_text
+from seqvision.locks import exclusive_lock
 from seqvision.sampling import sample_every_seconds_indices, sample_stride_indices, sample_uniform_indices
 from seqvision.video import (MIN_DECODED_FRACTION, VIDEO_EXTENSIONS, VideoError, check_min_decoded_fraction,
                              normalize_size, read_video_frames)
@@ -200,7 +205,18 @@ def _previous(clip_dir: Path, source: Path, settings: dict) -> tuple[dict | None
 
 
 def _write_image(path: Path, frame_rgb: np.ndarray, params: list[int]) -> bool:
-    return cv2.imwrite(str(path), cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR), params)
+    """Encode and write one frame; a write error (ENOSPC…) is an OSError naming ``path``
+    (``cv2.imwrite`` only returns False)."""
+    ok, encoded = cv2.imencode(path.suffix, cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR), params)
+    if ok:
+        with open(path, "wb") as f:
+            f.write(encoded.tobytes())
+    return bool(ok)
+
+
+def too_few_frames_reason(num_frames: int) -> str:
+    """Why a video of ``num_frames`` decodable frames is refused (also by training)."""
+    return f"only {num_frames} decodable frame{'s' * (num_frames != 1)}; a sequence needs at least {MIN_FRAMES}"
 
 
 def _extract_one(label: str, source: Path, clip_dir: Path, settings: dict,
@@ -235,10 +251,9 @@ def _extract_one(label: str, source: Path, clip_dir: Path, settings: dict,
         log.debug("reading %s failed", source, exc_info=True)
         return result("failed", f"{type(error).__name__}: {error}")
     if len(frames) < MIN_FRAMES:
-        reason = (f"only {info.num_frames} decodable frame" if info.num_frames == 1
-                  else f"only {len(frames)} frame selected of {info.num_frames}")
-        return result("failed", f"{reason}; a sequence needs at least {MIN_FRAMES}",
-                      source_frames=info.num_frames or 0, fps=info.fps)
+        reason = (too_few_frames_reason(info.num_frames) if info.num_frames == 1 else
+                  f"only {len(frames)} frame selected of {info.num_frames}; a sequence needs at least {MIN_FRAMES}")
+        return result("failed", reason, source_frames=info.num_frames or 0, fps=info.fps)
     partial = clip_dir.parent / f".{clip_dir.name}.partial-{os.getpid()}"
     try:
         shutil.rmtree(partial, ignore_errors=True)
@@ -261,6 +276,11 @@ def _extract_one(label: str, source: Path, clip_dir: Path, settings: dict,
             os.rename(partial, clip_dir)
     except (OSError, cv2.error) as error:
         shutil.rmtree(partial, ignore_errors=True)
+        if is_no_space(error):  # a full disk is not a bad video: the whole run stops
+            raise
+        if isinstance(error, OSError) and error.errno in (errno.ENOTEMPTY, errno.EEXIST) \
+                and _previous(clip_dir, source, settings)[0] is not None:
+            return result("skipped", "", len(frames), info.num_frames, info.fps)  # another process wrote it
         return result("failed", f"cannot write frames: {error}")
     return result("ok", "", len(frames), info.num_frames, info.fps)
 
@@ -336,6 +356,21 @@ def extract_frames(videos_dir: str | Path, out_dir: str | Path, *, seq_len: int 
     videos = find_videos(videos_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # One run at a time per OUT_DIR: a second one waits, then finds the clips complete.
+    with exclusive_lock(out_dir / ".extract-frames.lock", f"another extract-frames is writing {out_dir}; waiting"):
+        try:
+            ordered = _extract_all(videos, out_dir, settings, jobs, progress, min_decoded_fraction)
+        except OSError as error:
+            if is_no_space(error):
+                _remove_partials(out_dir, {label for label, _ in videos})
+            raise
+        write_manifest(ordered, out_dir)
+    return ordered
+
+
+def _extract_all(videos: list[tuple[str, Path]], out_dir: Path, settings: dict, jobs: int, progress: bool,
+                 min_decoded_fraction: float) -> list[ExtractResult]:
+    """The body of :func:`extract_frames` under its lock: one result per video, in order."""
     _remove_partials(out_dir, {label for label, _ in videos})
     tasks, collisions = _clip_dirs(videos, out_dir)
     results: dict[int, ExtractResult] = dict(collisions)
@@ -348,7 +383,8 @@ def extract_frames(videos_dir: str | Path, out_dir: str | Path, *, seq_len: int 
     else:
         # spawn, not fork: the parent may hold TensorFlow / OpenCV threads that fork would copy.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context,
+                                 initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(_extract_one, label, source, clip_dir, settings, min_decoded_fraction): order
                        for order, (label, source, clip_dir) in tasks}
             for future in as_completed(futures):
@@ -356,6 +392,9 @@ def extract_frames(videos_dir: str | Path, out_dir: str | Path, *, seq_len: int 
                 try:
                     results[order] = future.result()
                 except Exception as error:  # a worker died (e.g. a decoder crash): report, go on
+                    if is_no_space(error):
+                        pool.shutdown(wait=True, cancel_futures=True)
+                        raise
                     label, source, clip_dir = dict(tasks)[order]
                     results[order] = ExtractResult(label, clip_dir.name, str(source), "failed",
                                                    f"worker process failed: {type(error).__name__}: {error}",
@@ -366,5 +405,16 @@ def extract_frames(videos_dir: str | Path, out_dir: str | Path, *, seq_len: int 
     for r in ordered:
         if r.status == "failed":
             log.warning("%s: %s", r.source, r.reason)
-    write_manifest(ordered, out_dir)
     return ordered
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Process-pool initializer: end this worker when the parent dies (even by SIGKILL, which
+    runs no cleanup), instead of leaving it orphaned."""
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+

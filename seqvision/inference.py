@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import zipfile
 from pathlib import Path
 
 import keras
@@ -34,8 +35,21 @@ def load_run(run_dir: str | Path) -> tuple[keras.Model, dict, list[str]]:
     import seqvision.backbones  # noqa: F401  (registers custom layers for deserialisation)
     import seqvision.models  # noqa: F401
 
-    model = keras.models.load_model(run_dir / "model.keras")
+    model = load_model_file(run_dir / "model.keras")
     return model, read_json(run_dir / "config.json"), read_json(run_dir / "labels.json")
+
+
+def load_model_file(path: Path) -> keras.Model:
+    """``keras.models.load_model``; a damaged ``.keras`` file is a ValueError saying so (Keras says
+    "File not found")."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, EOFError) as error:
+        damaged = str(error)
+    if damaged:
+        raise ValueError(f"{path}: damaged or truncated model file ({damaged}); restore it or train again")
+    return keras.models.load_model(path)
 
 
 DEFAULT_VIEWS = 1

@@ -1,6 +1,7 @@
 """Atomic file writes: a reader never sees a half-written result."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -26,6 +27,11 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        if error.errno == errno.ENOSPC and not error.filename:
+            raise OSError(error.errno, error.strerror, str(path)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -37,5 +43,9 @@ def atomic_write_json(path: str | Path, obj) -> Path:
 
 
 def read_json(path: str | Path):
+    """The JSON in ``path``; a damaged file is a ValueError naming it."""
     with open(path) as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+            raise ValueError(f"{path}: damaged JSON file ({error})") from None

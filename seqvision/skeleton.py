@@ -58,6 +58,7 @@ DEFAULT_SEQ_LEN = 64
 # roughly a fifth of the frame height in typical action videos.
 IMAGE_TORSO_FRACTION = 0.2
 MAX_LISTED_PROBLEMS = 20
+MAX_LABEL = 2 ** 31  # label ids are int32 in the model's inputs
 
 UCF_GROUP = re.compile(r"^(.+_g\d+)_c\d+$")
 
@@ -250,12 +251,14 @@ def _annotation_problem(ann, require_labels: bool) -> str | None:
         return f"empty keypoint array {kp.shape}"
     if score.shape != kp.shape[:3]:
         return f"keypoint_score shape {score.shape} does not match keypoint {kp.shape}"
-    if not (np.isfinite(kp).all() and np.isfinite(score).all()):
-        return "NaN or infinite values"
+    with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32's range becomes inf
+        finite = np.isfinite(kp.astype(np.float32)).all() and np.isfinite(score.astype(np.float32)).all()
+    if not finite:
+        return "NaN or infinite values (in float32)"
     if "label" in ann:
         label = ann["label"]
-        if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or label < 0:
-            return f"label {label!r} is not a class index"
+        if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label < MAX_LABEL:
+            return f"label {label!r} is not a class index (0 to {MAX_LABEL - 1})"
     return None
 
 
@@ -631,9 +634,10 @@ def split_train_val(labels: np.ndarray, frame_dirs: Sequence[str], val_fraction:
 
 def _class_indices(labels: np.ndarray, label_ids: Sequence[int]) -> np.ndarray:
     """Original label ids -> model class indices (-1 for other labels)."""
-    lookup = np.full(max(max(label_ids), int(labels.max(initial=0))) + 1, -1, np.int32)
-    lookup[list(label_ids)] = np.arange(len(label_ids))
-    return np.where(labels >= 0, lookup[np.maximum(labels, 0)], -1).astype(np.int32)
+    ids = np.asarray(label_ids, np.int64)
+    order = np.argsort(ids)
+    at = np.minimum(np.searchsorted(ids[order], labels), len(ids) - 1)  # no table as long as the largest id
+    return np.where(ids[order][at] == labels, order[at], -1).astype(np.int32)
 
 
 def load_skeleton_arrays(data: SkeletonPickle, split: str | None, config: dict, require_labels: bool = True
@@ -647,16 +651,16 @@ def load_skeleton_arrays(data: SkeletonPickle, split: str | None, config: dict, 
 
 
 def train_skeleton(ann_path: str | Path, out_dir: str | Path, config: SkeletonTrainConfig | None = None,
-                   **settings) -> dict:
+                   overwrite: bool = False, **settings) -> dict:
     """Train the masked LSTM on the ``train_split`` of a PYSKL pickle; returns the best epoch's record.
 
     ``settings`` override fields of ``config`` (``SkeletonTrainConfig``), e.g. ``epochs=20``.
     Writes into ``out_dir``: ``model.keras`` (best validation accuracy), ``config.json``,
     ``labels.json``, ``best.json``, ``history.csv``, ``training_curves.png``; an interrupted
-    run leaves ``backup/`` and resumes from it when started again with the same settings.
+    run leaves ``backup/`` and resumes from it when started again with the same settings. A
+    finished run in ``out_dir`` is replaced only with ``overwrite``, once the new one has finished.
     """
-    from seqvision.models import build_sequence_classifier
-    from seqvision.training import fit_classifier, make_strategy, prepare_run_dir
+    from seqvision.rundir import staged_run_dir
 
     import keras
 
@@ -670,6 +674,7 @@ def train_skeleton(ann_path: str | Path, out_dir: str | Path, config: SkeletonTr
     train = select_samples(data, config.train_split, label_ids)
     if not len(train):
         raise SkeletonDataError(data.path, f"split {config.train_split!r} has no usable sequences")
+    _check_classes_present(data.path, config.train_split, label_ids, train.labels)
     config.label_ids = label_ids or sorted(set(train.labels.tolist()))
     if names and max(config.label_ids) >= len(names):
         raise SkeletonDataError(config.label_names, f"names {len(names)} labels, the data uses label "
@@ -693,8 +698,24 @@ def train_skeleton(ann_path: str | Path, out_dir: str | Path, config: SkeletonTr
     log.info("%d training, %d validation sequences, %d classes", len(train_arrays),
              len(val_arrays) if val_arrays else 0, len(labels))
 
-    run_dir = Path(out_dir)
-    resuming = prepare_run_dir(run_dir, saved)
+    with staged_run_dir(Path(out_dir), saved, overwrite) as (run_dir, resuming):
+        return _fit_skeleton(config, run_dir, resuming, labels, train_arrays, val_arrays)
+
+
+def _check_classes_present(path: str, split: str | None, label_ids: list[int] | None, labels: np.ndarray) -> None:
+    """Refuse asked-for classes without a training sequence: the model would learn never to predict them."""
+    missing = sorted(set(label_ids or ()) - set(labels.tolist()))
+    if missing:
+        raise SkeletonDataError(path, f"no usable sequence of class {', '.join(map(str, missing))} in split "
+                                      f"{split!r}; leave it out of --classes")
+
+
+def _fit_skeleton(config: SkeletonTrainConfig, run_dir: Path, resuming: bool, labels: list[str],
+                  train_arrays: SkeletonArrays, val_arrays: SkeletonArrays | None) -> dict:
+    """:func:`train_skeleton` in the folder chosen for it."""
+    from seqvision.models import build_sequence_classifier
+    from seqvision.training import fit_classifier, make_strategy
+
     atomic_write_json(run_dir / "labels.json", labels)
     strategy = make_strategy(config.strategy)
     batch = config.batch_size * strategy.num_replicas_in_sync
@@ -731,7 +752,9 @@ def load_skeleton_run(run_dir: str | Path):
         raise ValueError(f"{run_dir}: a {config.get('kind')!r} run, not a skeleton run")
     if (run_dir / "backup").is_dir():
         log.warning("%s: training was interrupted; using the best model saved so far", run_dir)
-    return keras.models.load_model(run_dir / "model.keras"), config, read_json(run_dir / "labels.json")
+    from seqvision.inference import load_model_file
+
+    return load_model_file(run_dir / "model.keras"), config, read_json(run_dir / "labels.json")
 
 
 def predict_probs(model, arrays: SkeletonArrays, config: dict, batch_size: int = 128) -> np.ndarray:

@@ -23,8 +23,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from seqvision.diskspace import with_path
 from seqvision.evaluation import plot_training_curves
 from seqvision.io import atomic_write_json, read_json
+from seqvision.rundir import staged_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,33 @@ class BestModelCheckpoint(keras.callbacks.Callback):
             atomic_write_json(self.record_path, self.best)
 
 
+class ResumableBackup(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` keeping the previous epoch's state too, restored when the latest is
+    damaged (a kill while writing it); when both are, the error names the folder to delete."""
+
+    def __init__(self, backup_dir: str):
+        super().__init__(backup_dir, double_checkpoint=True)
+
+    def on_train_begin(self, logs=None):
+        try:
+            self._load_model()
+            return
+        except (OSError, ValueError, KeyError) as error:
+            latest_error = error
+        try:
+            if not os.path.exists(self._prev_weights_path):
+                raise latest_error
+            log.warning("%s: the latest training state is damaged (%s); resuming from the one before",
+                        self.backup_dir, latest_error)
+            shutil.copyfile(self._prev_weights_path, self._weights_path)
+            if os.path.exists(self._prev_training_metadata_path):
+                shutil.copyfile(self._prev_training_metadata_path, self._training_metadata_path)
+            self._load_model()
+        except (OSError, ValueError, KeyError) as error:
+            raise ValueError(f"{self.backup_dir}: the saved training state is damaged ({error}); delete "
+                             f"{self.backup_dir} to restart this run from its first epoch") from None
+
+
 def prepare_run_dir(run_dir: str | Path, config: dict) -> bool:
     """Create ``run_dir`` and write ``config.json``; return True when resuming.
 
@@ -142,7 +171,7 @@ def prepare_run_dir(run_dir: str | Path, config: dict) -> bool:
         if saved != config:
             changed = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
             raise ValueError(f"{run_dir} holds an interrupted run with other settings ({', '.join(changed)}); "
-                             "use another --out, or delete its backup/ folder to start over")
+                             "use another --out, or pass --overwrite to start over")
         log.info("resuming the interrupted run in %s", run_dir)
     else:
         for backup in backups:
@@ -209,7 +238,7 @@ def fit_classifier(
         keras.callbacks.CSVLogger(str(history), append=resuming and history.exists()),
         keras.callbacks.TerminateOnNaN(),
         # After those: an epoch counts as done only once its checkpoint and history row are written.
-        keras.callbacks.BackupAndRestore(str(run_dir / f"backup{suffix}")),
+        ResumableBackup(str(run_dir / f"backup{suffix}")),
         *(extra_callbacks or []),
     ]
     with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
@@ -221,6 +250,9 @@ def fit_classifier(
         except StopIteration:  # what fit raises when the dataset yields no batch at all
             raise ValueError("the training data yielded no batch: every training clip was unreadable "
                              "(see the warnings above)") from None
+    if not record.exists():
+        raise ValueError(f"no epoch ended with a finite {monitor}: nothing was saved to {checkpoint} "
+                         "(check the input data for NaN or huge values)")
     if history.exists():
         plot_training_curves(history, run_dir / f"training_curves{suffix}.png")
     best = read_json(record)
@@ -404,19 +436,16 @@ def precision_policy(mixed: bool):
         keras.config.set_dtype_policy(previous)
 
 
-def train_video(config: VideoTrainConfig, run_dir: str | Path) -> dict:
+def train_video(config: VideoTrainConfig, run_dir: str | Path, overwrite: bool = False) -> dict:
     """Train a frame-backbone + LSTM classifier on ``config.data_dir``; returns the best record.
 
     ``cnn`` trains end to end on frames. ``mobilenet`` is frozen: its per-frame
     embeddings are computed once into the embedding cache and only the LSTM head trains
     on them; with ``fine_tune_at`` the top ``unfreeze`` backbone layers then train end to
     end on frames at a tenth of the learning rate. Either way ``model.keras`` takes frames.
+    A finished run in ``run_dir`` is replaced only with ``overwrite``, and only once the new
+    one has finished (:func:`seqvision.rundir.staged_run_dir`).
     """
-    from seqvision.backbones import build_backbone
-    from seqvision.datasets import make_clip_dataset
-    from seqvision.models import build_video_classifier
-    from seqvision.labels import mirror_classes
-
     if config.backbone not in DEFAULT_IMG_SIZE:
         raise ValueError(f"unknown backbone {config.backbone!r}; choose one of {sorted(DEFAULT_IMG_SIZE)}")
     if config.fine_tune_at is not None and config.backbone != "mobilenet":
@@ -427,7 +456,18 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     keras.utils.set_random_seed(config.seed)
     train_clips, val_clips, labels = split_clips(config)
-    resuming = prepare_run_dir(run_dir, dataclasses.asdict(config))
+    with staged_run_dir(run_dir, dataclasses.asdict(config), overwrite) as (work_dir, resuming):
+        return _train_video_in(config, work_dir, resuming, train_clips, val_clips, labels)
+
+
+def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, train_clips, val_clips,
+                    labels: list[str]) -> dict:
+    """:func:`train_video` in the folder chosen for it."""
+    from seqvision.backbones import build_backbone
+    from seqvision.datasets import make_clip_dataset
+    from seqvision.labels import mirror_classes
+    from seqvision.models import build_video_classifier
+
     atomic_write_json(run_dir / "labels.json", labels)
 
     strategy = make_strategy(config.strategy)
@@ -542,5 +582,10 @@ def unfreeze_top_layers(backbone: keras.Model, count: int) -> None:
 
 def save_model_atomic(model: keras.Model, path: Path) -> None:
     tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    try:
+        with with_path(path):
+            model.save(tmp)
+            os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -97,6 +97,12 @@ def _restore_opencv_log(level) -> None:
         cv2.utils.logging.setLogLevel(level)
 
 
+if "OPENCV_LOG_LEVEL" not in os.environ:
+    # Once for the process: a per-call lower/restore races between decoding threads, and a
+    # thread restoring the level lets another's "can't be used to capture by name" through.
+    _quiet_opencv()
+
+
 def _open(path: Path) -> cv2.VideoCapture:
     if not path.exists():
         raise VideoError(path, "file not found")

@@ -155,7 +155,9 @@ def test_embedding_cache_reuse_rebuild_and_killed_run(tmp_path):
     with pytest.raises(Killed):
         get_embedding_cache(clips, dying, identity, 4, IMG, tmp_path / "cache", batch_frames=4)
     assert not cache.path.exists()
-    assert list(cache.path.parent.glob(f".{cache.path.name}.partial-*"))
+    assert not list(cache.path.parent.glob(f".{cache.path.name}.partial-*"))  # an error cleans up after itself
+    (cache.path.parent / f".{cache.path.name}.partial-99999").mkdir()  # what a SIGKILL leaves
+    (cache.path.parent / f".{cache.path.name}.partial-99999" / "features.npy").write_bytes(b"\x93NUMPY")
     fresh = CountingBackbone(backbone.model)
     get_embedding_cache(clips, fresh, identity, 4, IMG, tmp_path / "cache")
     assert fresh.calls > 0
