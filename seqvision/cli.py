@@ -180,7 +180,11 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
 @click.option("--flip", is_flag=True, help="Random horizontal flips (not for left/right-sensitive classes).")
 @click.option("--flip-pairs", help="Flip, mapping each class to its mirror class: LEFT:RIGHT,… "
               "e.g. move_left:move_right.")
-@click.option("--patience", type=click.IntRange(1), default=8, show_default=True, help="Early-stopping epochs.")
+@click.option("--keep", type=click.Choice(["last", "best"]), default="last", show_default=True,
+              help="Which epoch's model the run keeps: the last (end of the learning-rate schedule) or the best "
+              "validation loss, with early stopping (see bench/generalisation.md for why last is the default).")
+@click.option("--patience", type=click.IntRange(1), default=8, show_default=True,
+              help="With --keep best: early-stopping epochs.")
 @click.option("--cache", type=click.Choice(["auto", "memory", "none"]), default="auto", show_default=True,
               help="Keep decoded clips in memory (auto: when they fit in 2 GiB).")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -62,7 +62,8 @@ class VideoTrainConfig:
     train_views: int = 4  # temporally shifted samplings decoded (and cached) per clip; one per epoch
     flip: bool = False  # mirror images keep the label: only for classes without a side
     flip_pairs: list | None = None  # ["left_x:right_x", …] class names: flip, swapping these labels
-    patience: int = 8
+    keep: str = "last"  # "last" epoch (end of the cosine schedule) or "best" (lowest validation loss)
+    patience: int = 8  # with keep="best": early stopping after this many epochs without improvement
     cache: str = "auto"  # decoded clips in memory: "auto" | "memory" | "none"
     weights: str | None = "imagenet"  # mobilenet: "imagenet" | "none" | weights file
     alpha: float = 1.0  # mobilenet width multiplier
@@ -76,6 +77,10 @@ class VideoTrainConfig:
 
 
 STRATEGIES = ("mirrored", "multiworker")
+# Which epoch's model a run keeps: "last" (the end of the cosine schedule) or "best" (lowest
+# validation loss). On the generalisation protocol's selection sets a validation split of one
+# recording group ranked epochs against the test accuracy (bench/generalisation.md).
+KEEP_CHOICES = ("last", "best")
 
 
 def make_strategy(kind: str = "mirrored") -> tf.distribute.Strategy:
@@ -97,7 +102,8 @@ def make_strategy(kind: str = "mirrored") -> tf.distribute.Strategy:
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):
-    """Save the model to ``path`` atomically whenever the loss ``monitor`` improves.
+    """Save the model to ``path`` atomically whenever the loss ``monitor`` improves (or, with
+    ``keep="last"``, after every epoch).
 
     Lower loss wins, ties go to higher accuracy: on a small validation set accuracy moves in
     steps of 1/N and an early epoch can reach the top by luck, while the loss keeps
@@ -105,8 +111,11 @@ class BestModelCheckpoint(keras.callbacks.Callback):
     run keeps comparing against it.
     """
 
-    def __init__(self, path: Path, record_path: Path, monitor: str = "val_loss"):
+    def __init__(self, path: Path, record_path: Path, monitor: str = "val_loss", keep: str = "best"):
         super().__init__()
+        if keep not in KEEP_CHOICES:
+            raise ValueError(f"keep must be one of {KEEP_CHOICES}, got {keep!r}")
+        self.keep = keep
         self.path = Path(path)
         self.monitor = monitor
         self.record_path = Path(record_path)
@@ -121,7 +130,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         if self.monitor not in logs or not np.isfinite(logs[self.monitor]):
             return
         score = self._score(logs)
-        if self.best is None or score > tuple(self.best["score"]):
+        if self.keep == "last" or self.best is None or score > tuple(self.best["score"]):
             save_model_atomic(self.model, self.path)
             self.best = {"epoch": epoch + 1, "score": list(score),
                          **{k: float(v) for k, v in logs.items()}}
@@ -202,6 +211,7 @@ def fit_classifier(
     extra_callbacks: list | None = None,
     phase: str = "",
     weight_decay: float = 0.0,
+    keep: str = "best",
 ) -> tuple[keras.Model, dict]:
     """Build and compile under ``strategy``, fit with checkpoints; return ``(best model, best record)``.
 
@@ -212,6 +222,8 @@ def fit_classifier(
     ``phase`` names a training stage whose files sit beside the others
     (``<phase>.keras``, ``<phase>_best.json``, ``backup_<phase>/``, ``history_<phase>.csv``);
     the default stage writes ``model.keras``, ``best.json``, ``backup/``, ``history.csv``.
+    ``keep="best"`` keeps the epoch with the lowest validation loss and stops early after
+    ``patience`` epochs without improvement; ``keep="last"`` trains every epoch and keeps the last.
     Keras progress goes to stderr so stdout stays free for machine-readable output.
     """
     run_dir = Path(run_dir)
@@ -233,8 +245,8 @@ def fit_classifier(
     monitor = "val_loss" if val_ds is not None else "loss"
     callbacks = [
         keras.callbacks.LearningRateScheduler(lambda epoch: cosine_learning_rate(lr, epoch, epochs)),
-        BestModelCheckpoint(checkpoint, record, monitor=monitor),
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=patience),
+        BestModelCheckpoint(checkpoint, record, monitor=monitor, keep=keep),
+        *([keras.callbacks.EarlyStopping(monitor=monitor, patience=patience)] if keep == "best" else []),
         keras.callbacks.CSVLogger(str(history), append=resuming and history.exists()),
         keras.callbacks.TerminateOnNaN(),
         # After those: an epoch counts as done only once its checkpoint and history row are written.
@@ -399,6 +411,32 @@ def backbone_identity(config: VideoTrainConfig) -> dict:
     return identity
 
 
+def readable_clips(clips, seq_len: int, img_size: int) -> list:
+    """The ``clips`` that decode; the others are logged (path + reason) and left out.
+
+    Used for the validation clips before training: Keras cannot validate on a set that yields no
+    batch, and a group-aware split can put every unreadable clip of a small folder there.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from seqvision.datasets import load_clip
+    from seqvision.video import VideoError
+
+    def readable(clip) -> bool:
+        try:
+            load_clip(clip.path, seq_len, img_size)
+            return True
+        except (VideoError, OSError, ValueError) as error:
+            log.warning("validation: skipping %s", error if isinstance(error, VideoError) else f"{clip.path}: {error}")
+            return False
+
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        kept = [clip for clip, ok in zip(clips, pool.map(readable, clips)) if ok]
+    if clips and not kept:
+        log.warning("none of the %d validation clips could be read: training without validation", len(clips))
+    return kept
+
+
 def split_clips(config: VideoTrainConfig):
     """``(train_clips, val_clips, labels)`` from the data options of ``config``."""
     from seqvision.datasets import clips_in_list, find_clips, split_train_val
@@ -485,7 +523,8 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
         train_ds = make_clip_dataset(train_clips, training=True, flip=config.flip or mirror is not None,
                                      mirror_classes=mirror, **common)
         # Validation as evaluation does by default: one view, the segment centres.
-        return train_ds, make_clip_dataset(val_clips, **{**common, "views": 1}) if val_clips else None
+        readable = readable_clips(val_clips, config.seq_len, config.img_size)
+        return train_ds, make_clip_dataset(readable, **{**common, "views": 1}) if readable else None
 
     with precision_policy(config.mixed_precision):
         # Functions restored from a SavedModel loaded under a strategy scope fail when called in a
@@ -498,7 +537,7 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
             _, best = fit_classifier(
                 lambda: build_video_classifier(backbone, len(labels), config.img_size, **frame_options),
                 train_ds, val_ds, run_dir, config.epochs, config.lr, config.patience, strategy, resuming,
-                weight_decay=config.weight_decay)
+                weight_decay=config.weight_decay, keep=config.keep)
             return best
 
         model, best = train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, run_dir,
@@ -510,7 +549,7 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
         train_ds, val_ds = frame_datasets()
         model, best = fit_classifier(lambda: model, train_ds, val_ds, run_dir, config.epochs - config.fine_tune_at,
                                      config.lr * 0.1, config.patience, strategy, resuming, phase="finetune",
-                                     weight_decay=config.weight_decay)
+                                     weight_decay=config.weight_decay, keep=config.keep)
         best = {**best, "phase": "finetune"}
         if is_chief(strategy):
             save_model_atomic(model, run_dir / "model.keras")
@@ -549,7 +588,7 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
     epochs = config.fine_tune_at if config.fine_tune_at is not None else config.epochs
     head, best = fit_classifier(lambda: build_sequence_classifier(dim, len(labels), "features", **head_options),
                                 train_ds, val_ds, run_dir, max(1, epochs), config.lr, config.patience, strategy,
-                                resuming, phase="head", weight_decay=config.weight_decay)
+                                resuming, phase="head", weight_decay=config.weight_decay, keep=config.keep)
     with strategy.scope():
         model = build_video_classifier(backbone, len(labels), config.img_size, **head_options)
         _copy_head(head, model)
