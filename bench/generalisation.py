@@ -21,8 +21,9 @@ other and of ``seqvision.demo``, see ``bench/generators/``):
 Methods (video): ``notebook`` (the seed notebooks' recipe: 16 frames at 64 px,
 TimeDistributed CNN -> LSTM(64), zero padding without a mask, 20 epochs), ``orderless``
 (seqvision defaults with the mean-pooling head), ``defaults`` (``seqvision train`` with no
-options), ``v0`` (the defaults before this protocol: 112 px, no motion input, one view, no
-weight decay) and one-change ablations of the defaults (``no_frame_diff``,
+options), ``v0`` (the model options before this protocol: 112 px, global average pooling, no
+motion input, one view, no weight decay; it shares the later fixes: BatchNorm momentum, keeping
+the last epoch, the validation split) and one-change ablations of the defaults (``no_frame_diff``,
 ``no_feature_diff``, ``one_view``, ``px112``). Real footage with ImageNet MobileNetV2
 features (``../shared/weights``): ``nb_mobilenet`` (16 frames, MobileNetV2 features,
 Masking + LSTM(64)), ``meanpool_logreg`` (mean feature + logistic regression) and
@@ -34,9 +35,9 @@ Every seqvision run is evaluated with 1 and 4 views (``evaluate --views``).
     python bench/generalisation.py --datasets rotation,demo --methods defaults,notebook --seeds 0,1,2
     python bench/generalisation.py --table      # rewrite bench/generalisation.md from the results file
 
-Results are appended to ``bench/generalisation_results.jsonl`` (one JSON line per run;
-a finished (dataset, method, seed) is not run again), the table goes to
-``bench/generalisation.md``.
+Results are appended to ``bench/generalisation_results.jsonl`` (one JSON line per run with the
+git commit it ran on; a finished (dataset, method, seed) of the same commit is not run again),
+the table goes to ``bench/generalisation.md`` (the newest result of each (dataset, method, seed)).
 """
 from __future__ import annotations
 
@@ -257,6 +258,19 @@ def run_one(dataset: str, method: str, seed: int, work: Path) -> dict:
     return run_seqvision_video(root, run_dir, seed, VIDEO_VARIANTS[method])
 
 
+def git_commit() -> str:
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "../seqvision"], cwd=HERE,
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if dirty else "")
+
+
 def load_results() -> list[dict]:
     if not RESULTS.exists():
         return []
@@ -299,14 +313,16 @@ def main() -> None:
     logging.getLogger("generalisation").setLevel(logging.INFO)
     if not args.table:
         work = Path(args.work)
-        done = {(r["dataset"], r["method"], r["seed"]) for r in load_results()}
+        commit = git_commit()
+        done = {(r["dataset"], r["method"], r["seed"]) for r in load_results() if r.get("commit") == commit}
         for dataset in args.datasets.split(","):
             for method in args.methods.split(","):
                 for seed in (int(s) for s in args.seeds.split(",")):
                     if (dataset, method, seed) in done and not args.again:
                         continue
                     log.info("%s / %s / seed %d", dataset, method, seed)
-                    result = {"dataset": dataset, "method": method, "seed": seed, **run_one(dataset, method, seed, work)}
+                    result = {"dataset": dataset, "method": method, "seed": seed, "commit": commit,
+                              **run_one(dataset, method, seed, work)}
                     log.info("%s", result)
                     with open(RESULTS, "a") as f:
                         f.write(json.dumps(result) + "\n")

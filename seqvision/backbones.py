@@ -62,7 +62,8 @@ def build_cnn_backbone(img_size: int, filters: tuple[int, ...] = (32, 64, 128, 1
         features = layers.GlobalAveragePooling2D(name="gap")(x)
     else:
         cells = max(1, min(grid, x.shape[1]))
-        x = layers.AveragePooling2D(x.shape[1] // cells, name="grid_pool")(x)
+        stride = x.shape[1] // cells  # windows of size - (cells - 1) * stride cover the whole map
+        x = layers.AveragePooling2D(x.shape[1] - (cells - 1) * stride, strides=stride, name="grid_pool")(x)
         x = layers.Flatten(name="grid_flat")(x)
         x = layers.Dense(grid_width, use_bias=False, name="grid_dense")(x)
         x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="grid_bn")(x)

@@ -210,9 +210,10 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
         if features.dtype == np.float16 and not fits_float16(embedded):
             features = _widened_to_float32(features, tmp / "features.npy")
         offset = 0
-        for index, length in pending_rows:
-            features[index, :, :length] = embedded[offset:offset + views * length].reshape(views, length, dim)
-            offset += views * length
+        for index, length, copies in pending_rows:
+            rows = embedded[offset:offset + copies * length].reshape(copies, length, dim)
+            features[index, :, :length] = rows  # one embedded view fills every view when they are the same
+            offset += copies * length
         pending_frames.clear()
         pending_rows.clear()
 
@@ -223,9 +224,11 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
         for index, frames, length in _bounded_map(pool, load, range(len(clips)), ahead=4 * workers):
             lengths[index] = length
             if length:
-                pending_frames.append(frames[:, :length].reshape(-1, *frames.shape[2:]))
-                pending_rows.append((index, length))
-                queued += views * length
+                # A clip of T frames or fewer gives the same frames in every view: embed them once.
+                copies = 1 if all(np.array_equal(frames[0], view) for view in frames[1:]) else views
+                pending_frames.append(frames[:copies, :length].reshape(-1, *frames.shape[2:]))
+                pending_rows.append((index, length, copies))
+                queued += copies * length
             if queued >= batch_frames:
                 flush()
                 queued = 0

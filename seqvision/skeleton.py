@@ -667,6 +667,8 @@ def train_skeleton(ann_path: str | Path, out_dir: str | Path, config: SkeletonTr
     config = dataclasses.replace(config or SkeletonTrainConfig(), ann_path=str(ann_path), **settings)
     if config.classes is not None:
         config.classes = list(config.classes)
+    if config.flip_pairs:
+        config.flip_pairs = list(config.flip_pairs)  # as config.json gives it back, for resume
     keras.utils.set_random_seed(config.seed)
     names = read_label_names(config.label_names) if config.label_names else None
     data = read_skeleton_pickle(config.ann_path)
@@ -680,6 +682,7 @@ def train_skeleton(ann_path: str | Path, out_dir: str | Path, config: SkeletonTr
         raise SkeletonDataError(config.label_names, f"names {len(names)} labels, the data uses label "
                                                     f"{max(config.label_ids)}")
     labels = [names[i] if names else str(i) for i in config.label_ids]
+    config.augmentation(labels)  # an unknown --flip-pairs class is refused before anything is written
     saved = dataclasses.asdict(config)
     train_arrays = preprocess_skeletons(train, config.max_persons, config.score_threshold)
     train_arrays.labels = _class_indices(train_arrays.labels, config.label_ids)

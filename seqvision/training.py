@@ -490,10 +490,20 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path, overwrite: bool =
         raise ValueError("--fine-tune-at applies to the pretrained mobilenet backbone only")
     if config.fine_tune_at is not None and config.hub_handle:
         raise ValueError("fine-tuning needs the keras.applications MobileNetV2; TF Hub models are used frozen")
-    config = dataclasses.replace(config, img_size=config.img_size or DEFAULT_IMG_SIZE[config.backbone])
+    # Lists, as config.json gives them back: a resumed run compares the two.
+    config = dataclasses.replace(config, img_size=config.img_size or DEFAULT_IMG_SIZE[config.backbone],
+                                 filters=list(config.filters),
+                                 flip_pairs=list(config.flip_pairs) if config.flip_pairs else None)
     run_dir = Path(run_dir)
     keras.utils.set_random_seed(config.seed)
     train_clips, val_clips, labels = split_clips(config)
+    if config.flip_pairs:
+        from seqvision.labels import mirror_classes
+
+        mirror_classes(config.flip_pairs, labels)  # an unknown class is refused before anything is written
+    if config.backbone != "cnn" and (config.flip or config.flip_pairs) and config.fine_tune_at is None:
+        log.warning("flips act on frames: with a frozen %s they apply only while fine-tuning (--fine-tune-at)",
+                    config.backbone)
     with staged_run_dir(run_dir, dataclasses.asdict(config), overwrite) as (work_dir, resuming):
         return _train_video_in(config, work_dir, resuming, train_clips, val_clips, labels)
 
@@ -515,8 +525,8 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
     frame_options = dict(head_options, frame_diff=config.frame_diff and config.backbone == "cnn")
 
     def frame_datasets():
-        cache = resolve_cache(config.cache, len(train_clips) + len(val_clips), config.seq_len, config.img_size,
-                              views=config.train_views)
+        cache = resolve_cache(config.cache, len(train_clips) * config.train_views + len(val_clips), config.seq_len,
+                              config.img_size)
         common = dict(label_names=labels, seq_len=config.seq_len, img_size=config.img_size,
                       batch_size=global_batch, cache=cache, views=config.train_views, seed=config.seed)
         mirror = mirror_classes(config.flip_pairs, labels) if config.flip_pairs else None

@@ -360,7 +360,7 @@ def test_cached_embeddings_equal_the_backbone_output(tmp_path, weights):
     from seqvision.embeddings import get_embedding_cache
 
     if weights == "imagenet_file":
-        weights = "/work/shared/weights/mobilenet_v2_imagenet_1.0_224_no_top.h5"
+        weights = str(Path(__file__).resolve().parents[2] / "shared" / "weights" / "mobilenet_v2_imagenet_1.0_224_no_top.h5")
         if not Path(weights).exists():
             pytest.skip(f"ImageNet weights not found at {weights}")
     clips = find_clips(_frame_clips(tmp_path / "frames", clips=1))
@@ -369,7 +369,7 @@ def test_cached_embeddings_equal_the_backbone_output(tmp_path, weights):
     for clip, row in zip(clips, cache.rows_for(clips)):
         frames, length = load_clip(clip.path, 4, 32)
         direct = np.asarray(backbone.predict_on_batch(frames[:length]), np.float32)
-        cached = np.asarray(cache.features[row, :length], np.float32)
+        cached = np.asarray(cache.features[row, 0, :length], np.float32)
         assert np.abs(cached).max() > 0
         np.testing.assert_allclose(cached, direct, rtol=2e-3, atol=1e-3 * np.abs(direct).max())
     assert cache.manifest["dtype"] == str(cache.features.dtype)
