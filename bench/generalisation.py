@@ -77,6 +77,7 @@ VIDEO_VARIANTS = {
     "px112": {"img_size": 112},
     "gap": {"pooling": "gap"},
     "small": {"filters": [16, 32, 64]},
+    "motion_only": {"appearance": False},
     "small_nodiff": {"filters": [16, 32, 64], "frame_diff": False},
 }
 SKELETON_VARIANTS = {"defaults": {}, "flip": {"flip": True}}

@@ -47,21 +47,24 @@ class TemporalDifference(layers.Layer):
     change in 0..255 too, so the backbone's own pixel scaling applies to both halves.
     """
 
-    def __init__(self, scale: float = 1.0, offset: float = 0.0, **kwargs):
+    def __init__(self, scale: float = 1.0, offset: float = 0.0, keep_input: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.scale = float(scale)
         self.offset = float(offset)
+        self.keep_input = bool(keep_input)
 
     def call(self, x):
         x = ops.cast(x, self.compute_dtype)
         change = ops.concatenate([ops.zeros_like(x[:, :1]), x[:, 1:] - x[:, :-1]], axis=1)
-        return ops.concatenate([x, change * self.scale + self.offset], axis=-1)
+        change = change * self.scale + self.offset
+        return ops.concatenate([x, change], axis=-1) if self.keep_input else change
 
     def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], None if input_shape[-1] is None else 2 * input_shape[-1])
+        channels = input_shape[-1]
+        return (*input_shape[:-1], channels if channels is None or not self.keep_input else 2 * channels)
 
     def get_config(self):
-        return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset, "keep_input": self.keep_input}
 
 
 def masked_lstm_head(
@@ -170,6 +173,7 @@ def build_video_classifier(
     head: str = "lstm",
     frame_diff: bool = False,
     feature_diff: bool = False,
+    appearance: bool = True,
     name: str = "video_classifier",
 ) -> keras.Model:
     """``{"frames": [B, T, H, W, 3] in 0..255, "mask": [B, T] bool} -> [B, K]``.
@@ -178,11 +182,13 @@ def build_video_classifier(
     vector ``[B, T, D]``; the backbone does its own input scaling. ``frame_diff`` gives the
     backbone each frame next to its difference from the previous frame (6 channels, see
     ``TemporalDifference``); ``feature_diff`` does the same for the per-frame vectors before
-    the temporal head. ``seq_len=None`` accepts any length.
+    the temporal head; ``appearance=False`` (with ``frame_diff``) gives the backbone the differences
+    alone (3 channels). ``seq_len=None`` accepts any length.
     """
     frames = keras.Input((seq_len, img_size, img_size, 3), name="frames")
     mask = keras.Input((seq_len,), dtype="bool", name="mask")
-    x = TemporalDifference(scale=0.5, offset=127.5, name="frame_diff")(frames) if frame_diff else frames
+    x = (TemporalDifference(scale=0.5, offset=127.5, keep_input=appearance, name="frame_diff")(frames)
+         if frame_diff else frames)
     features = FrameEncoder(backbone, name="frame_features")(x)
     probs = _temporal_model(features, mask, num_classes, units, num_layers, bidirectional, dropout, head,
                             feature_diff, input_dropout)

@@ -55,6 +55,7 @@ class VideoTrainConfig:
     dropout: float = 0.3
     head: str = "lstm"  # "lstm" | "mean" (order-free baseline)
     frame_diff: bool = True  # cnn: frames next to their differences from the previous frame
+    appearance: bool = True  # cnn with frame_diff: False feeds the differences alone
     feature_diff: bool = True  # per-frame vectors next to their change, before the temporal head
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     pooling: str = "grid"  # cnn: "grid" (4x4 cells, keeps where things are) | "gap" (global average)
@@ -394,7 +395,8 @@ def backbone_options(config: VideoTrainConfig) -> dict:
     """Keyword arguments of ``build_backbone`` for this config."""
     if config.backbone == "mobilenet":
         return {"weights": config.weights, "alpha": config.alpha, "hub_handle": config.hub_handle}
-    return {"channels": 6 if config.frame_diff else 3, "pooling": config.pooling, "filters": tuple(config.filters)}
+    channels = 6 if config.frame_diff and config.appearance else 3
+    return {"channels": channels, "pooling": config.pooling, "filters": tuple(config.filters)}
 
 
 def backbone_identity(config: VideoTrainConfig) -> dict:
@@ -522,7 +524,8 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     head_options = dict(units=config.units, num_layers=config.num_layers, bidirectional=config.bidirectional,
                         dropout=config.dropout, head=config.head, feature_diff=config.feature_diff)
-    frame_options = dict(head_options, frame_diff=config.frame_diff and config.backbone == "cnn")
+    frame_options = dict(head_options, frame_diff=config.frame_diff and config.backbone == "cnn",
+                         appearance=config.appearance)
 
     def frame_datasets():
         cache = resolve_cache(config.cache, len(train_clips) * config.train_views + len(val_clips), config.seq_len,

@@ -14,14 +14,14 @@ def _padded(x, extra, fill):
     return np.concatenate([x, pad], axis=1), mask
 
 
-@pytest.mark.parametrize("bidirectional,num_layers,diffs,pooling", [
-    (False, 1, False, "gap"), (True, 1, False, "grid"), (False, 2, False, "gap"),
-    (False, 1, True, "grid"), (True, 2, True, "gap")])
-def test_padded_masked_video_equals_unpadded(bidirectional, num_layers, diffs, pooling):
+@pytest.mark.parametrize("bidirectional,num_layers,diffs,pooling,appearance", [
+    (False, 1, False, "gap", True), (True, 1, False, "grid", True), (False, 2, False, "gap", True),
+    (False, 1, True, "grid", True), (True, 2, True, "gap", True), (False, 1, True, "grid", False)])
+def test_padded_masked_video_equals_unpadded(bidirectional, num_layers, diffs, pooling, appearance):
     keras.utils.set_random_seed(1)
-    backbone = build_backbone("cnn", 32, filters=(8, 16), channels=6 if diffs else 3, pooling=pooling)
+    backbone = build_backbone("cnn", 32, filters=(8, 16), channels=6 if diffs and appearance else 3, pooling=pooling)
     model = build_video_classifier(backbone, 3, 32, bidirectional=bidirectional, num_layers=num_layers, units=16,
-                                   frame_diff=diffs, feature_diff=diffs)
+                                   frame_diff=diffs, feature_diff=diffs, appearance=appearance)
     model.compile()
     frames = np.random.default_rng(0).integers(0, 256, (2, 7, 32, 32, 3)).astype("float32")
     # Padding filled with bright pixels: a mask inferred from pixel values would get this wrong.
