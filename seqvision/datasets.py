@@ -205,8 +205,9 @@ def make_clip_dataset(
     random view per clip and epoch (temporal jitter), shuffles, and adds per-clip augmentation
     (random crop of at least ``min_crop_area``, brightness / contrast / saturation jitter of up
     to ``colour_jitter``, horizontal flip only when ``flip``: it swaps left/right motions, so a
-    flipped clip takes the label ``mirror_classes[label]`` when that is given), drawn once per clip. Otherwise every view is its own element, or with ``stack_views`` one element
-    per clip with ``frames [V, T, S, S, 3]`` and ``mask [V, T]`` (for averaging over views).
+    flipped clip takes the label ``mirror_classes[label]`` when that is given), drawn once per
+    clip. Otherwise every view is its own element, or with ``stack_views`` one element per clip
+    with ``frames [V, T, S, S, 3]`` and ``mask [V, T]`` (for averaging over views).
     """
     label_index = {name: i for i, name in enumerate(label_names)}
     paths = [str(c.path) for c in clips]
