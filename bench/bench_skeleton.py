@@ -31,8 +31,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from seqvision.models import build_sequence_classifier  # noqa: E402
+from seqvision.run import load_run  # noqa: E402
 from seqvision.skeleton import (  # noqa: E402
-    SkeletonTrainConfig, evaluate_skeleton, feature_dim, make_skeleton_dataset, preprocess_skeletons,
+    SkeletonTrainConfig, feature_dim, make_skeleton_dataset, preprocess_skeletons,
     read_skeleton_pickle, select_samples, split_train_val, train_skeleton,
 )
 from seqvision.skeleton_synth import make_synthetic_skeleton_dataset  # noqa: E402
@@ -122,7 +123,7 @@ def main() -> None:
         print(f"notebook baseline (person 0, mean-subtracted, first 64 frames, unmasked LSTM): "
               f"test accuracy {baseline:.3f} (training accuracy {fitted:.3f}, {seconds:.0f} s)", flush=True)
         seconds, _ = timed(lambda: train_skeleton(pairs, tmp / "run"))
-        metrics = evaluate_skeleton(tmp / "run", pairs, "test1")
+        metrics = load_run(tmp / "run").evaluate(pairs, "test1")
         print(f"seqvision defaults: test accuracy {metrics['accuracy']:.3f}, mean class accuracy "
               f"{metrics['mean_class_accuracy']:.3f} on {metrics['n']} sequences ({seconds:.0f} s to train)",
               flush=True)

@@ -127,14 +127,15 @@ def make_skeleton_set(name: str, work: Path) -> Path:
 
 
 def run_seqvision_video(root: Path, run_dir: Path, seed: int, overrides: dict) -> dict:
-    from seqvision.inference import evaluate_video_run
+    from seqvision.run import load_run
     from seqvision.training import VideoTrainConfig, train_video
 
     config = VideoTrainConfig(data_dir=str(root / "train"), seed=seed, **overrides)
     start = time.perf_counter()
     train_video(config, run_dir)
     seconds = time.perf_counter() - start
-    scores = {f"views{v}": evaluate_video_run(run_dir, root / "test", views=v)["accuracy"] for v in (1, 4)}
+    run = load_run(run_dir)
+    scores = {f"views{v}": run.evaluate(root / "test", views=v)["accuracy"] for v in (1, 4)}
     return {"accuracy": scores["views1"], **scores, "train_s": seconds}
 
 
@@ -227,12 +228,13 @@ def run_meanpool_logreg(root: Path, seed: int) -> dict:
 
 
 def run_skeleton(path: Path, run_dir: Path, seed: int, overrides: dict) -> dict:
-    from seqvision.skeleton import evaluate_skeleton, train_skeleton
+    from seqvision.run import load_run
+    from seqvision.skeleton import train_skeleton
 
     start = time.perf_counter()
     train_skeleton(path, run_dir, seed=seed, **overrides)
     seconds = time.perf_counter() - start
-    return {"accuracy": evaluate_skeleton(run_dir, path, "test1")["accuracy"], "train_s": seconds}
+    return {"accuracy": load_run(run_dir).evaluate(path, "test1")["accuracy"], "train_s": seconds}
 
 
 def run_one(dataset: str, method: str, seed: int, work: Path) -> dict:

@@ -255,18 +255,10 @@ def evaluate_command(run_dir, data, list_file, split, batch_size, views, as_json
 
     Plots (confusion matrix) and metrics JSON are saved under RUN_DIR.
     """
-    from seqvision.inference import evaluate_video_run, run_kind
+    from seqvision.run import load_run
 
-    if run_kind(run_dir) == "skeleton":
-        from seqvision.skeleton import evaluate_skeleton
-
-        if list_file or views:
-            raise click.UsageError("--list and --views are for video runs; skeleton runs take --split")
-        metrics = evaluate_skeleton(run_dir, data, split or "test1", **_given(batch_size=batch_size))
-    else:
-        if split:
-            raise click.UsageError("--split is for skeleton runs; video runs take --list")
-        metrics = evaluate_video_run(run_dir, data, list_file, batch_size, **_given(views=views))
+    metrics = load_run(run_dir).evaluate(data, split, list_file=list_file,
+                                         **_given(views=views, batch_size=batch_size))
     _echo_metrics(metrics, as_json)
 
 
@@ -281,18 +273,9 @@ def evaluate_command(run_dir, data, list_file, split, batch_size, views, as_json
 @friendly_errors
 def predict_command(run_dir, inputs, split, top_k, views, as_json):
     """Top-k labels for each input: video files or frame folders, or one skeleton pickle."""
-    from seqvision.inference import predict_video_clips, run_kind
+    from seqvision.run import load_run
 
-    if run_kind(run_dir) == "skeleton":
-        from seqvision.skeleton import predict_skeleton
-
-        if len(inputs) != 1:
-            raise click.UsageError("a skeleton run predicts on one pickle file")
-        results = [{"path": row.pop("frame_dir"), **row} for row in predict_skeleton(run_dir, inputs[0], split, top_k)]
-    else:
-        if split:
-            raise click.UsageError("--split is for skeleton runs")
-        results = predict_video_clips(run_dir, list(inputs), top_k, **_given(views=views))
+    results = load_run(run_dir).predict(list(inputs), top_k, split=split, **_given(views=views))
     if as_json:
         _echo_json(results)
     else:

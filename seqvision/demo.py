@@ -141,7 +141,7 @@ def run_demo(out_dir: str | Path, epochs: int = 20, seed: int = 0, compare_order
     and ``orderless_direction_pair_accuracy`` with ``compare_orderless``).
     """
     from seqvision.frames import extract_frames
-    from seqvision.inference import evaluate_video_run
+    from seqvision.run import load_run
     from seqvision.training import VideoTrainConfig, train_video
 
     out_dir = Path(out_dir)
@@ -162,7 +162,7 @@ def run_demo(out_dir: str | Path, epochs: int = 20, seed: int = 0, compare_order
                                   patience=5)
         train_video(config, run_dir, overwrite=True)  # the demo's own run, redone on each call
         log.info("step 4/4: evaluating on held-out groups")
-        metrics = evaluate_video_run(run_dir, out_dir / "frames" / "test")
+        metrics = load_run(run_dir).evaluate(out_dir / "frames" / "test")
         if head == "lstm":
             result.update(accuracy=metrics["accuracy"], mean_class_accuracy=metrics["mean_class_accuracy"],
                           run_dir=str(run_dir),

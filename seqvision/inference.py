@@ -1,27 +1,16 @@
-"""Evaluate and predict with a saved video run (``seqvision evaluate`` / ``predict``)."""
+"""Load a saved video run's model; batched prediction over views (used by ``seqvision.run``)."""
 from __future__ import annotations
 
-import contextlib
 import logging
-import sys
 import zipfile
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from seqvision.evaluation import classification_metrics, save_metrics
 from seqvision.io import read_json
 
 log = logging.getLogger(__name__)
-
-
-def run_kind(run_dir: str | Path) -> str:
-    """``"video"`` or ``"skeleton"``: what the run in ``run_dir`` was trained on."""
-    config_path = Path(run_dir) / "config.json"
-    if not config_path.exists():
-        raise ValueError(f"{run_dir}: not a run directory (no config.json)")
-    return read_json(config_path).get("kind", "video")
 
 
 def load_run(run_dir: str | Path) -> tuple[keras.Model, dict, list[str]]:
@@ -52,9 +41,6 @@ def load_model_file(path: Path) -> keras.Model:
     return keras.models.load_model(path)
 
 
-DEFAULT_VIEWS = 1
-
-
 def predict_views(model: keras.Model, inputs: dict) -> np.ndarray:
     """Probabilities ``[B, K]`` for ``frames [B, T, S, S, 3]``, or the mean over views for
     ``frames [B, V, T, S, S, 3]`` with ``mask [B, V, T]``."""
@@ -65,81 +51,3 @@ def predict_views(model: keras.Model, inputs: dict) -> np.ndarray:
     probs = model.predict_on_batch({"frames": frames.reshape(batch * views, *frames.shape[2:]),
                                     "mask": mask.reshape(batch * views, -1)})
     return np.asarray(probs).reshape(batch, views, -1).mean(axis=1)
-
-
-def _predict_probs(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
-    probs, labels = [], []
-    with contextlib.redirect_stdout(sys.stderr):
-        for inputs, y in dataset:
-            probs.append(predict_views(model, inputs))
-            labels.append(y.numpy())
-    if not probs:
-        return np.zeros((0, model.output_shape[-1]), np.float32), np.zeros(0, np.int64)
-    return np.concatenate(probs), np.concatenate(labels)
-
-
-def evaluate_video_run(run_dir: str | Path, data_dir: str | Path, list_file: str | Path | None = None,
-                       batch_size: int | None = None, views: int = DEFAULT_VIEWS) -> dict:
-    """Metrics of a video run on the clips under ``data_dir``; saved under ``run_dir``.
-
-    Each clip's probabilities are the mean over ``views`` temporally shifted samplings."""
-    from seqvision.datasets import clips_in_list, find_clips, make_clip_dataset
-
-    model, config, labels = load_run(run_dir)
-    clips = find_clips(data_dir)
-    if list_file:
-        clips = clips_in_list(clips, list_file)
-    unknown = sorted({c.label for c in clips} - set(labels))
-    if unknown:
-        log.warning("skipping clips of labels the model was not trained on: %s", ", ".join(unknown))
-        clips = [c for c in clips if c.label in labels]
-    if not clips:
-        raise ValueError(f"{data_dir}: no clips with the run's labels ({', '.join(labels)})")
-    dataset = make_clip_dataset(clips, labels, config["seq_len"], config["img_size"],
-                                batch_size or config["batch_size"], views=views, stack_views=True)
-    probs, y_true = _predict_probs(model, dataset)
-    if len(y_true) == 0:
-        raise ValueError(f"{data_dir}: none of the {len(clips)} clips could be read")
-    metrics = classification_metrics(y_true, probs, labels)
-    metrics["skipped"] = len(clips) - len(y_true)
-    metrics["files"] = {k: str(v) for k, v in save_metrics(metrics, run_dir).items()}
-    return metrics
-
-
-def predict_video_clips(run_dir: str | Path, paths: list[str | Path], top_k: int = 5,
-                        views: int = DEFAULT_VIEWS) -> list[dict]:
-    """Top-k labels for each video file or frame folder (mean over ``views`` samplings);
-    unreadable ones get an ``error``."""
-    from seqvision.datasets import load_clip_views
-    from seqvision.sampling import view_offsets
-    from seqvision.video import VideoError
-
-    model, config, labels = load_run(run_dir)
-    seq_len, img_size = config["seq_len"], config["img_size"]
-    results, batch, batch_rows = [], [], []
-
-    def flush():
-        if not batch:
-            return
-        frames = np.stack([b[0] for b in batch])
-        mask = np.stack([np.tile(np.arange(seq_len) < b[1], (views, 1)) for b in batch])
-        probs = predict_views(model, {"frames": frames, "mask": mask})
-        for row, p in zip(batch_rows, probs):
-            order = np.argsort(-p)[:top_k]
-            row["predictions"] = [{"label": labels[i], "probability": float(p[i])} for i in order]
-        batch.clear()
-        batch_rows.clear()
-
-    for path in paths:
-        row = {"path": str(path)}
-        results.append(row)
-        try:
-            batch.append(load_clip_views(path, seq_len, img_size, view_offsets(views)))
-            batch_rows.append(row)
-        except (VideoError, OSError, ValueError) as error:
-            row["error"] = str(error)
-            log.warning("skipping %s", error)
-        if len(batch) >= config["batch_size"]:
-            flush()
-    flush()
-    return results

@@ -28,6 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
+from seqvision.errors import SeqvisionError
 from seqvision.io import atomic_write_json, read_json
 from seqvision.labels import mirror_classes
 
@@ -63,7 +64,7 @@ MAX_LABEL = 2 ** 31  # label ids are int32 in the model's inputs
 UCF_GROUP = re.compile(r"^(.+_g\d+)_c\d+$")
 
 
-class SkeletonDataError(ValueError):
+class SkeletonDataError(SeqvisionError):
     """A file that cannot be read as PYSKL skeleton annotations; the message gives path and reason."""
 
     def __init__(self, path, reason: str):
@@ -742,8 +743,6 @@ def _fit_skeleton(config: SkeletonTrainConfig, run_dir: Path, resuming: bool, la
 
 def load_skeleton_run(run_dir: str | Path):
     """``(model, config, labels)`` of a run directory written by ``train_skeleton``."""
-    import keras
-
     import seqvision.models  # noqa: F401  (custom layers for deserialisation)
 
     run_dir = Path(run_dir)
@@ -770,45 +769,3 @@ def predict_probs(model, arrays: SkeletonArrays, config: dict, batch_size: int =
     dataset = make_skeleton_dataset(arrays, batch_size, seq_len=config["seq_len"], use_score=config["use_score"])
     with contextlib.redirect_stdout(sys.stderr):
         return model.predict(dataset, verbose=0)
-
-
-def evaluate_skeleton(run_dir: str | Path, ann_path: str | Path, split: str = "test1", batch_size: int = 128) -> dict:
-    """Metrics of a skeleton run on ``split``, saved under ``run_dir`` as the video path saves
-    them (``eval_metrics.json``, ``eval_confusion_matrix.json`` / ``.png``).
-
-    Returns ``classification_metrics`` (accuracy, mean_class_accuracy, n, labels, per_class,
-    confusion_matrix, top_k) plus ``split``, ``skipped`` (malformed), ``excluded`` (other
-    classes) and ``files``.
-    """
-    from seqvision.evaluation import classification_metrics, save_metrics
-
-    model, config, labels = load_skeleton_run(run_dir)
-    arrays, samples = load_skeleton_arrays(read_skeleton_pickle(ann_path), split, config)
-    if samples.excluded:
-        log.warning("%s: left out %d sequences of classes the run was not trained on", ann_path, samples.excluded)
-    if not len(arrays):
-        raise SkeletonDataError(ann_path, f"split {split!r} has no usable sequences of the run's classes")
-    metrics = classification_metrics(arrays.labels, predict_probs(model, arrays, config, batch_size), labels)
-    metrics.update(split=split, skipped=samples.skipped, excluded=samples.excluded)
-    metrics["files"] = {k: str(v) for k, v in save_metrics(metrics, run_dir).items()}
-    return metrics
-
-
-def predict_skeleton(run_dir: str | Path, ann_path: str | Path, split: str | None = None, top_k: int = 5,
-                     batch_size: int = 128) -> list[dict]:
-    """Top-k classes of every usable sequence of ``split`` (None: all annotations).
-
-    Each row: ``{"frame_dir", "predictions": [{"label", "probability"}, …]}``, plus
-    ``true_label`` when the file labels the sequence with one of the run's classes.
-    """
-    model, config, labels = load_skeleton_run(run_dir)
-    arrays, _ = load_skeleton_arrays(read_skeleton_pickle(ann_path), split, config, require_labels=False)
-    probs = predict_probs(model, arrays, config, batch_size)
-    rows = []
-    for frame_dir, label, p in zip(arrays.frame_dirs, arrays.labels, probs):
-        row = {"frame_dir": frame_dir,
-               "predictions": [{"label": labels[i], "probability": float(p[i])} for i in np.argsort(-p)[:top_k]]}
-        if label >= 0:
-            row["true_label"] = labels[label]
-        rows.append(row)
-    return rows

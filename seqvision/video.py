@@ -31,6 +31,7 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from seqvision.errors import SeqvisionError  # noqa: E402
 from seqvision.sampling import (  # noqa: E402
     sample_every_seconds_indices, sample_stride_indices, sample_uniform_indices)
 
@@ -54,7 +55,7 @@ _SEEKABLE_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".3gp", ".mkv", ".webm
 MIN_DECODED_FRACTION = 0.9
 
 
-class VideoError(Exception):
+class VideoError(SeqvisionError):
     """A video that cannot be read; ``str()`` is ``"PATH: reason"``."""
 
     def __init__(self, path: str | Path, reason: str):

@@ -425,11 +425,13 @@ def test_training_without_a_finite_loss_says_so(tmp_path):
 
 
 def test_json_output_never_holds_nan(tmp_path, monkeypatch):
-    import seqvision.inference as inference
+    import seqvision.run
 
-    (tmp_path / "config.json").write_text('{"kind": "video"}')
-    monkeypatch.setattr(inference, "predict_video_clips", lambda *args: [
-        {"path": "x", "predictions": [{"label": "a", "probability": float("nan")}]}])
+    class FakeRun:
+        def predict(self, *args, **kwargs):
+            return [{"path": "x", "predictions": [{"label": "a", "probability": float("nan")}]}]
+
+    monkeypatch.setattr(seqvision.run, "load_run", lambda run_dir: FakeRun())
     result = CliRunner().invoke(main, ["predict", str(tmp_path), "x", "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout, parse_constant=lambda name: pytest.fail(f"{name} in JSON output"))

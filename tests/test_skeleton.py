@@ -12,9 +12,10 @@ import time
 import numpy as np
 import pytest
 
+from seqvision.run import load_run
 from seqvision.skeleton import (
     COCO_JOINTS, COCO_LEFT_RIGHT_PAIRS, IMAGE_TORSO_FRACTION, NUM_JOINTS, Augmentation, SkeletonDataError,
-    SkeletonTrainConfig, augment_skeletons, evaluate_skeleton, flip_left_right, predict_skeleton,
+    SkeletonTrainConfig, augment_skeletons, flip_left_right,
     preprocess_skeletons, read_label_names, read_skeleton_pickle, resolve_classes, sample_frame_indices,
     select_samples, skeleton_inputs, split_train_val, train_skeleton,
 )
@@ -458,7 +459,7 @@ def test_default_settings_keep_side_specific_classes_apart(tmp_path):
     names = list(sides.CLASS_NAMES)
     keep = [names.index(n) for n in ("raise_left_arm", "raise_right_arm", "kick_left_leg", "kick_right_leg")]
     train_skeleton(ann, tmp_path / "run", classes=keep, epochs=25, seq_len=32)
-    metrics = evaluate_skeleton(tmp_path / "run", ann, "test1")
+    metrics = load_run(tmp_path / "run").evaluate(ann, "test1")
     print(f"side-specific classes, default settings: test accuracy {metrics['accuracy']:.3f} (n={metrics['n']})")
     assert metrics["accuracy"] >= 0.9
 
@@ -491,7 +492,7 @@ def test_train_writes_a_complete_run_directory(small_run):
 
 def test_evaluate_and_predict_a_run(small_run):
     ann, run_dir, _ = small_run
-    metrics = evaluate_skeleton(run_dir, ann, "test1")
+    metrics = load_run(run_dir).evaluate(ann, "test1")
     assert metrics["n"] == 4 * 4 and metrics["labels"] == list(CLASS_NAMES[:4])
     assert {"accuracy", "mean_class_accuracy", "n", "labels", "per_class", "confusion_matrix"} <= set(metrics)
     assert np.array(metrics["confusion_matrix"]).sum() == 16
@@ -499,13 +500,13 @@ def test_evaluate_and_predict_a_run(small_run):
     saved = json.loads((run_dir / "eval_metrics.json").read_text())
     assert saved["accuracy"] == metrics["accuracy"] and saved["split"] == "test1"
     assert (run_dir / "eval_confusion_matrix.png").exists()
-    rows = predict_skeleton(run_dir, ann, "test1", top_k=2)
+    rows = load_run(run_dir).predict(ann, 2, split="test1")
     assert len(rows) == 16
     assert all(len(r["predictions"]) == 2 and r["true_label"] in CLASS_NAMES[:4] for r in rows)
     assert all(r["predictions"][0]["probability"] >= r["predictions"][1]["probability"] for r in rows)
     hits = np.mean([r["predictions"][0]["label"] == r["true_label"] for r in rows])
     assert hits == pytest.approx(metrics["accuracy"])
-    assert len(predict_skeleton(run_dir, ann, None, top_k=1)) == 4 * 12
+    assert len(load_run(run_dir).predict(ann, 1, split=None)) == 4 * 12
 
 
 def test_evaluate_leaves_out_classes_the_run_does_not_know(small_run, tmp_path):
@@ -514,9 +515,9 @@ def test_evaluate_leaves_out_classes_the_run_does_not_know(small_run, tmp_path):
     data["annotations"].append({**data["annotations"][0], "frame_dir": "other", "label": 9})
     data["split"]["test1"].append("other")
     bigger = write_pickle(tmp_path / "bigger.pkl", data)
-    metrics = evaluate_skeleton(run_dir, bigger, "test1")
+    metrics = load_run(run_dir).evaluate(bigger, "test1")
     assert metrics["n"] == 16 and metrics["excluded"] == 1
-    rows = predict_skeleton(run_dir, bigger, "test1", top_k=1)
+    rows = load_run(run_dir).predict(bigger, 1, split="test1")
     assert len(rows) == 17 and "true_label" not in rows[-1]
 
 
@@ -534,7 +535,7 @@ def test_default_settings_separate_time_reversed_pairs(tmp_path):
     assert 0.04 < np.mean(present == 0) < 0.07, "about 5% of the joints of persons present are missing"
     start = time.perf_counter()
     train_skeleton(ann, tmp_path / "run")
-    metrics = evaluate_skeleton(tmp_path / "run", ann, "test1")
+    metrics = load_run(tmp_path / "run").evaluate(ann, "test1")
     print(f"test accuracy {metrics['accuracy']:.3f} on {metrics['n']} sequences, "
           f"{time.perf_counter() - start:.0f} s to train and evaluate")
     assert metrics["n"] == 6 * 45
