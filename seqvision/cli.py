@@ -159,7 +159,11 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Clips per replica.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--val-split", type=click.FloatRange(0, 0.5), default=0.2, show_default=True,
-              help="Held-out share, stratified and group-aware (UCF101 _gNN_); 0 = no validation.")
+              help="Held-out share, stratified and group-aware (UCF101 v_Class_gNN groups, or --groups); "
+              "0 = no validation.")
+@click.option("--groups", "groups_file", type=click.Path(exists=True, dir_okay=False),
+              help="CSV 'clip,group' (clip name without extension, or label/name) for --val-split, for data "
+              "not named like UCF101.")
 @click.option("--val-dir", type=click.Path(exists=True, file_okay=False), help="Separate validation folder.")
 @click.option("--train-list", type=click.Path(exists=True, dir_okay=False), help="UCF101 trainlistNN.txt.")
 @click.option("--val-list", type=click.Path(exists=True, dir_okay=False), help="UCF101 testlistNN.txt.")
@@ -295,6 +299,8 @@ def predict_command(run_dir, inputs, split, top_k, views, as_json):
 @click.option("--train-split", help="Split to train on; 'all' = every annotation (files without splits) "
               "[default: train1].")
 @click.option("--val-split", help="Split to validate on [default: hold out --val-fraction of the training split].")
+@click.option("--groups", "groups_file", type=click.Path(exists=True, dir_okay=False),
+              help="CSV 'clip,group' (by frame_dir) for --val-fraction, for files not named like UCF101.")
 @click.option("--val-fraction", type=click.FloatRange(0, 0.5),
               help="Held-out share of the training split, stratified and group-aware; 0 = no validation "
               "[default: 0.1].")

@@ -11,7 +11,6 @@ Decoding and resizing are deterministic and may be cached; random augmentation
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +20,10 @@ import tensorflow as tf
 from seqvision.frames import (MIN_FRAMES, find_videos, frame_files, list_frame_clips, read_frame_folder,
                               too_few_frames_reason)
 from seqvision.sampling import sample_uniform_indices, view_offsets
+from seqvision.splits import group_of, groups_from_file, split_by_groups
 from seqvision.video import VIDEO_EXTENSIONS, VideoError, read_video_frames
 
 log = logging.getLogger(__name__)
-
-UCF_GROUP = re.compile(r"_g(\d+)_c\d+", re.IGNORECASE)
-
 
 @dataclass(frozen=True)
 class Clip:
@@ -42,9 +39,9 @@ class Clip:
 
     @property
     def group(self) -> str:
-        """Recording group for leak-free splits: UCF101's ``gNN``, else the clip itself."""
-        match = UCF_GROUP.search(self.path.name)
-        return f"g{int(match.group(1)):02d}" if match else self.key
+        """Recording group for leak-free splits (the rule in :mod:`seqvision.splits`): UCF101's
+        ``v_Class_gNN``, else the clip itself."""
+        return group_of(_stem(self.path), own=self.key)
 
 
 def _stem(path: Path) -> str:
@@ -90,57 +87,14 @@ def clips_in_list(clips: list[Clip], list_file: str | Path) -> list[Clip]:
     return kept
 
 
-def split_train_val(clips: list[Clip], val_fraction: float, seed: int = 0) -> tuple[list[Clip], list[Clip]]:
-    """Group-aware hold-out of close to ``val_fraction`` of the clips, every class on both sides
-    where the groups allow: clips of one group never land on both sides.
-
-    Whole groups are held out, so the share can only approach ``val_fraction``; among many
-    seeded group orders, the one closest to it (with the most classes present on both sides)
-    is taken, and a warning says when the groups force a share more than 5 points off.
-    """
-    if not 0 < val_fraction <= 0.5:
-        raise ValueError(f"val_fraction must be in (0, 0.5], got {val_fraction}")
-    return split_by_groups([c.label for c in clips], [c.group for c in clips], val_fraction, seed,
-                           items=clips)
-
-
-def split_by_groups(labels: list, groups: list, val_fraction: float, seed: int = 0, items: list | None = None,
-                    tries: int = 256):
-    """``(train, val)`` of ``items`` (default: their indices) holding out whole ``groups``; see
-    :func:`split_train_val`."""
-    items = list(range(len(labels))) if items is None else items
-    names = sorted(set(groups))
-    if len(names) < 2:
-        raise ValueError(f"cannot hold out a validation set by group: all {len(labels)} clips are in one group; "
-                         "use --val-dir or a split file")
-    classes = sorted(set(labels))
-    counts = np.zeros((len(names), len(classes)), np.int64)  # clips per group and class
-    group_row = {g: i for i, g in enumerate(names)}
-    class_col = {c: i for i, c in enumerate(classes)}
-    for label, group in zip(labels, groups):
-        counts[group_row[group], class_col[label]] += 1
-    target = val_fraction * len(labels)
-    rng = np.random.default_rng(seed)
-    best, best_score = None, None
-    totals = counts.sum(axis=0)
-    for _ in range(tries if len(names) < 1000 else 16):
-        order = rng.permutation(len(names))
-        cumulative = np.cumsum(counts[order], axis=0)  # [G, C]: clips held out by the first g+1 groups
-        held = cumulative.sum(axis=1)
-        crossing = int(np.searchsorted(held, target))
-        for size in {max(1, crossing), min(len(names) - 1, crossing + 1)}:  # just below and at/above target
-            missing = int(np.sum(cumulative[size - 1] == 0) + np.sum(cumulative[size - 1] == totals))
-            score = (missing, abs(held[size - 1] - target))
-            if best_score is None or score < best_score:
-                best, best_score = order[:size], score
-    val_groups = {names[i] for i in best}
-    val = [item for item, group in zip(items, groups) if group in val_groups]
-    train = [item for item, group in zip(items, groups) if group not in val_groups]
-    share = len(val) / len(labels)
-    if abs(share - val_fraction) > 0.05:
-        log.warning("holding out %d of %d recording groups: %.0f%% of the clips instead of the %.0f%% asked for, "
-                    "as groups are never split", len(val_groups), len(names), 100 * share, 100 * val_fraction)
-    return train, val
+def split_train_val(clips: list[Clip], val_fraction: float, seed: int = 0,
+                    groups_file: str | Path | None = None) -> tuple[list[Clip], list[Clip]]:
+    """Group-aware hold-out of close to ``val_fraction`` of the clips (see
+    :func:`seqvision.splits.split_by_groups`); groups by the rule of :mod:`seqvision.splits`, or
+    from ``groups_file`` (CSV ``clip,group``)."""
+    groups = ([c.group for c in clips] if groups_file is None else
+              groups_from_file([_stem(c.path) for c in clips], [c.key for c in clips], groups_file))
+    return split_by_groups([c.label for c in clips], groups, val_fraction, seed, items=clips)
 
 
 def load_clip_views(clip_path: str | Path, seq_len: int, img_size: int,

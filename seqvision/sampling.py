@@ -60,6 +60,34 @@ def sample_uniform_indices(num_frames: int, seq_len: int, start: int = 0, end: i
     return start + np.minimum(np.floor((k + offset) * n / seq_len).astype(np.int64), n - 1)
 
 
+def sample_uniform_batch(lengths, seq_len: int | None, rng: np.random.Generator | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sample_uniform_indices` for many sequences at once, padded: ``(index int64 [N, T],
+    mask bool [N, T])`` for sequences of ``lengths [N]``.
+
+    Without ``rng`` each row is ``sample_uniform_indices(length, seq_len)`` (segment centres);
+    with it, each segment gives a random frame of its own (training jitter). Sequences of
+    ``seq_len`` frames or fewer keep every frame and are right-padded (mask False, index 0).
+    ``seq_len=None`` keeps every frame, T = the longest.
+    """
+    lengths = np.asarray(lengths, np.int64)
+    if seq_len is None:
+        steps = np.arange(lengths.max() if len(lengths) else 0)
+        mask = steps < lengths[:, None]
+        return np.where(mask, steps, 0), mask
+    seq_len = _check_int("seq_len", seq_len, 1)
+    steps = np.arange(seq_len, dtype=np.int64)
+    if rng is None:  # the integer form of sample_uniform_indices' centres
+        uniform = ((2 * steps + 1) * lengths[:, None]) // (2 * seq_len)
+    else:
+        offset = rng.random((len(lengths), seq_len))
+        uniform = np.minimum(np.floor((steps + offset) * lengths[:, None] / seq_len).astype(np.int64),
+                             lengths[:, None] - 1)
+    long = lengths[:, None] > seq_len
+    mask = long | (steps < lengths[:, None])
+    return np.where(long, uniform, np.where(mask, steps, 0)), mask
+
+
 def view_offsets(views: int) -> tuple[float, ...]:
     """Segment offsets of ``views`` evenly shifted uniform samplings: ``(v + 0.5) / views``.
 

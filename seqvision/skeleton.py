@@ -20,8 +20,6 @@ import dataclasses
 import itertools
 import logging
 import pickle
-import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -31,6 +29,8 @@ import numpy as np
 from seqvision.errors import SeqvisionError
 from seqvision.io import atomic_write_json, read_json
 from seqvision.labels import mirror_classes
+from seqvision.sampling import sample_uniform_batch
+from seqvision.splits import group_of, groups_from_file, split_by_groups
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,6 @@ IMAGE_TORSO_FRACTION = 0.2
 MAX_LISTED_PROBLEMS = 20
 MAX_LABEL = 2 ** 31  # label ids are int32 in the model's inputs
 
-UCF_GROUP = re.compile(r"^(.+_g\d+)_c\d+$")
 
 
 class SkeletonDataError(SeqvisionError):
@@ -424,29 +423,6 @@ def segment_median(values: np.ndarray, segment: np.ndarray, use: np.ndarray,
     return median, found
 
 
-def sample_frame_indices(lengths, seq_len: int | None, rng: np.random.Generator | None = None
-                         ) -> tuple[np.ndarray, np.ndarray]:
-    """Frames to take from sequences of ``lengths [N]``: ``(index int64 [N, T], mask bool [N, T])``.
-
-    A sequence of at least ``seq_len`` frames is cut into ``seq_len`` equal segments and gives
-    one frame of each: its middle, or a random one when ``rng`` is given (training jitter);
-    so the samples always reach the end. Shorter sequences keep every frame and are
-    right-padded (mask False, index 0). ``seq_len=None`` keeps every frame, T = longest.
-    """
-    lengths = np.asarray(lengths, np.int64)
-    if seq_len is None:
-        steps = np.arange(lengths.max() if len(lengths) else 0)
-        mask = steps < lengths[:, None]
-        return np.where(mask, steps, 0), mask
-    steps = np.arange(seq_len)
-    offset = 0.5 if rng is None else rng.random((len(lengths), seq_len))
-    uniform = np.floor((steps + offset) * lengths[:, None] / seq_len).astype(np.int64)
-    uniform = np.minimum(uniform, lengths[:, None] - 1)
-    long = lengths[:, None] >= seq_len
-    mask = long | (steps < lengths[:, None])
-    return np.where(long, uniform, np.where(mask, steps, 0)), mask
-
-
 # --------------------------------------------------------------------------- augmentation
 
 @dataclass(frozen=True)
@@ -514,7 +490,7 @@ def skeleton_inputs(arrays: SkeletonArrays, rows=None, seq_len: int | None = DEF
     """
     rows = np.arange(len(arrays)) if rows is None else np.asarray(rows, np.int64)
     train = rng is not None and augmentation is not None
-    index, mask = sample_frame_indices(arrays.lengths[rows], seq_len,
+    index, mask = sample_uniform_batch(arrays.lengths[rows], seq_len,
                                        rng if train and augmentation.temporal_jitter else None)
     x = arrays.frames[arrays.starts[rows][:, None] + index]
     x[~mask] = 0
@@ -570,6 +546,7 @@ class SkeletonTrainConfig:
     train_split: str | None = "train1"  # None = every annotation (files without splits)
     val_split: str | None = None  # a split of the file; None = hold out val_fraction of train_split
     val_fraction: float = 0.1
+    groups_file: str | None = None  # CSV clip,group (by frame_dir); None = the UCF101 name rule
     classes: list | None = None  # label ids or names to keep; None = every class in train_split
     label_names: str | None = None  # text file, line i names label i
     seq_len: int | None = DEFAULT_SEQ_LEN  # frames sampled uniformly over each sequence; None = all
@@ -605,32 +582,19 @@ class SkeletonTrainConfig:
                             self.temporal_jitter, mirror)
 
 
-def split_train_val(labels: np.ndarray, frame_dirs: Sequence[str], val_fraction: float, seed: int = 0
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified hold-out of about ``val_fraction`` of the rows: ``(train_rows, val_rows)``.
+def split_train_val(labels: np.ndarray, frame_dirs: Sequence[str], val_fraction: float, seed: int = 0,
+                    groups_file: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Group-aware, class-balanced hold-out of about ``val_fraction`` of the rows:
+    ``(train_rows, val_rows)``, as for videos (:func:`seqvision.splits.split_by_groups`).
 
-    Clips of one UCF101 recording group (``v_X_g08_c01``…) stay on one side, as near
-    duplicates on both sides would flatter the validation accuracy.
+    Sequences of one UCF101 recording group (``v_X_g08_c01``…) stay on one side; ``groups_file``
+    (CSV ``clip,group`` by ``frame_dir``) gives the groups of files named otherwise.
     """
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
-
-    if not 0 < val_fraction <= 0.5:
-        raise ValueError(f"val_fraction must be in (0, 0.5], got {val_fraction}")
-    rows = np.arange(len(labels))
-    groups = [m.group(1) if (m := UCF_GROUP.match(d)) else d for d in frame_dirs]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "least populated class" on small sets
-            if len(set(groups)) < len(groups):
-                splitter = StratifiedGroupKFold(int(1 / val_fraction + 0.5), shuffle=True, random_state=seed)
-                train, val = next(splitter.split(rows, labels, groups))
-            else:
-                size = max(int(round(val_fraction * len(rows))), len(np.unique(labels)))
-                train, val = next(StratifiedShuffleSplit(1, test_size=size, random_state=seed).split(rows, labels))
-    except ValueError as error:
-        raise ValueError(f"cannot hold out a stratified validation set of {len(rows)} sequences ({error}); "
-                         "use more sequences or name a validation split") from None
-    return np.sort(train), np.sort(val)
+    frame_dirs = [str(d) for d in frame_dirs]
+    groups = ([group_of(d) for d in frame_dirs] if groups_file is None else
+              groups_from_file(frame_dirs, frame_dirs, groups_file))
+    train, val = split_by_groups([int(v) for v in labels], groups, val_fraction, seed)
+    return np.sort(np.asarray(train, np.int64)), np.sort(np.asarray(val, np.int64))
 
 
 def _class_indices(labels: np.ndarray, label_ids: Sequence[int]) -> np.ndarray:
@@ -694,7 +658,7 @@ def train_skeleton(ann_path: str | Path, out_dir: str | Path, config: SkeletonTr
                                                "of the training classes")
     elif config.val_fraction > 0:
         train_rows, val_rows = split_train_val(train_arrays.labels, train_arrays.frame_dirs, config.val_fraction,
-                                               config.seed)
+                                               config.seed, config.groups_file)
         train_arrays, val_arrays = train_arrays.take(train_rows), train_arrays.take(val_rows)
     else:
         val_arrays = None

@@ -45,6 +45,7 @@ class VideoTrainConfig:
     batch_size: int = 8  # per replica
     lr: float = 1e-3
     val_split: float = 0.2
+    groups_file: str | None = None  # CSV clip,group for --val-split; None = the UCF101 name rule
     val_dir: str | None = None
     train_list: str | None = None
     val_list: str | None = None
@@ -451,7 +452,7 @@ def split_clips(config: VideoTrainConfig):
     elif config.val_list:
         train_clips, val_clips = clips, clips_in_list(find_clips(config.data_dir), config.val_list)
     elif config.val_split > 0:
-        train_clips, val_clips = split_train_val(clips, config.val_split, config.seed)
+        train_clips, val_clips = split_train_val(clips, config.val_split, config.seed, config.groups_file)
     else:
         train_clips, val_clips = clips, []
     labels = sorted({c.label for c in train_clips})

@@ -61,13 +61,21 @@ def test_clips_without_groups_split_individually_and_small_sets_still_split_by_g
     clips = [Clip(Path(f"/d/{l}/clip{i}.mp4"), l) for l in "AB" for i in range(10)]
     train, val = split_train_val(clips, 0.2)
     assert len(val) == 4 and not set(train) & set(val)
-    # Fewer groups than 1/fraction: hold out one group, still leak-free.
+    # Fewer groups than 1/fraction: hold out one group of each class, still leak-free.
     few = [Clip(Path(f"/d/{l}/v_{l}_g{g:02d}_c01.avi"), l) for l in "AB" for g in (1, 2, 3)]
     train, val = split_train_val(few, 0.2)
-    assert len({c.group for c in val}) == 1 and {c.group for c in train}.isdisjoint({c.group for c in val})
-    one_group = [Clip(Path(f"/d/{l}/v_{l}_g01_c{c:02d}.avi"), l) for l in "AB" for c in (1, 2)]
+    assert len({c.group for c in val}) == 2 and {c.group for c in train}.isdisjoint({c.group for c in val})
+    assert {c.label for c in val} == {c.label for c in train} == {"A", "B"}
+    one_group = [Clip(Path(f"/d/A/v_A_g01_c{c:02d}.avi"), "A") for c in (1, 2)]
     with pytest.raises(ValueError, match="one group"):
         split_train_val(one_group, 0.2)
+    # A class recorded in one group only stays in training; when every class is, nothing can be held out.
+    single = few + [Clip(Path(f"/d/C/v_C_g01_c{c:02d}.avi"), "C") for c in (1, 2)]
+    train, val = split_train_val(single, 0.2)
+    assert {c.label for c in train} == {"A", "B", "C"} and "C" not in {c.label for c in val}
+    singles = [Clip(Path(f"/d/{l}/v_{l}_g01_c{c:02d}.avi"), l) for l in "AB" for c in (1, 2)]
+    with pytest.raises(ValueError, match=r"2 class\(es\) have a single recording group \(A, B\)"):
+        split_train_val(singles, 0.2)
 
 
 def test_ucf_split_lists(tmp_path):
@@ -118,7 +126,7 @@ def test_unreadable_video_is_reported_and_dropped(tmp_path, caplog):
     assert inputs["mask"].numpy().all()
 
 
-def test_val_split_holds_out_close_to_the_fraction_asked(caplog):
+def test_val_split_holds_out_close_to_the_fraction_asked(caplog, tmp_path):
     from pathlib import Path
 
     # 10 groups of 3 clips per class: 20% is exactly 2 groups.
@@ -128,11 +136,14 @@ def test_val_split_holds_out_close_to_the_fraction_asked(caplog):
         train, val = split_train_val(clips, fraction, seed=1)
         assert len(val) / len(clips) == pytest.approx(fraction)
         assert {c.group for c in train}.isdisjoint({c.group for c in val})
-    # 4 groups shared by all classes: 20% cannot be held out, one group (25%) is, and the log says so.
-    clips = [Clip(Path(f"/d/{label}/v_{label}_g{g:02d}_c{c:02d}.avi"), label)
+    # 4 recording sessions shared by all classes (a groups file says so): 10% cannot be held out, one
+    # session (25%) is, and the log says so.
+    clips = [Clip(Path(f"/d/{label}/{label}_s{g}_{c}.avi"), label)
              for label in "ABCD" for g in range(1, 5) for c in range(1, 6)]
+    groups = tmp_path / "groups.csv"
+    groups.write_text("clip,group\n" + "".join(f"{c.key},{c.path.stem.split('_')[1]}\n" for c in clips))
     with caplog.at_level(logging.WARNING):
-        train, val = split_train_val(clips, 0.1, seed=0)
+        train, val = split_train_val(clips, 0.1, seed=0, groups_file=groups)
     assert len(val) == 20 and {c.label for c in val} == set("ABCD")
     assert "25% of the clips instead of the 10%" in caplog.text
 

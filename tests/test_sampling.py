@@ -88,3 +88,18 @@ def test_every_seconds_refuses_unknown_frame_rate(fps):
 def test_argument_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_batch_sampler_rows_are_the_single_clip_sampler_padded():
+    from seqvision.sampling import sample_uniform_batch
+
+    lengths = [1, 5, 16, 17, 31, 150, 1000]
+    index, mask = sample_uniform_batch(lengths, 16)
+    for row, n in enumerate(lengths):
+        expected = sample_uniform_indices(n, 16)
+        np.testing.assert_array_equal(index[row, : len(expected)], expected)
+        assert mask[row].sum() == len(expected) and not index[row, len(expected):].any()
+    rng = np.random.default_rng(1)
+    jittered, jmask = sample_uniform_batch(lengths, 16, rng)
+    np.testing.assert_array_equal(jmask, mask)
+    assert (np.diff(jittered[-1]) > 0).all() and not np.array_equal(jittered[-1], index[-1])

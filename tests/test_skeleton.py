@@ -1,7 +1,6 @@
 """The skeleton path: PYSKL pickles -> preprocessing -> masked LSTM -> evaluate / predict."""
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import logging
@@ -13,10 +12,11 @@ import numpy as np
 import pytest
 
 from seqvision.run import load_run
+from seqvision.sampling import sample_uniform_batch
 from seqvision.skeleton import (
     COCO_JOINTS, COCO_LEFT_RIGHT_PAIRS, IMAGE_TORSO_FRACTION, NUM_JOINTS, Augmentation, SkeletonDataError,
     SkeletonTrainConfig, augment_skeletons, flip_left_right,
-    preprocess_skeletons, read_label_names, read_skeleton_pickle, resolve_classes, sample_frame_indices,
+    preprocess_skeletons, read_label_names, read_skeleton_pickle, resolve_classes,
     select_samples, skeleton_inputs, split_train_val, train_skeleton,
 )
 from seqvision.skeleton_synth import CLASS_NAMES, make_synthetic_skeleton_dataset, synthetic_annotation
@@ -299,7 +299,7 @@ def test_score_threshold_drops_unreliable_joints():
 
 
 def test_uniform_sampling_covers_the_whole_sequence():
-    index, mask = sample_frame_indices([150, 64, 30], 64)
+    index, mask = sample_uniform_batch([150, 64, 30], 64)
     assert index.shape == mask.shape == (3, 64)
     assert mask[0].all() and mask[1].all() and mask.sum(1).tolist() == [64, 64, 30]
     assert index[0, 0] <= 2 and index[0, -1] >= 147, "the first and the last frames are both sampled"
@@ -308,12 +308,12 @@ def test_uniform_sampling_covers_the_whole_sequence():
     np.testing.assert_array_equal(index[2, :30], np.arange(30))
     rng = np.random.default_rng(0)
     for _ in range(20):
-        jittered, jmask = sample_frame_indices([150, 1000, 30], 64, rng)
+        jittered, jmask = sample_uniform_batch([150, 1000, 30], 64, rng)
         segment = np.arange(64)
         assert (jittered[0] >= np.floor(segment * 150 / 64)).all()
         assert (jittered[0] < np.ceil((segment + 1) * 150 / 64)).all()
         assert jittered[1, -1] >= 984 and jmask.sum(1).tolist() == [64, 64, 30]
-    full, full_mask = sample_frame_indices([5, 3], None)
+    full, full_mask = sample_uniform_batch([5, 3], None)
     assert full.shape == (2, 5) and full_mask.sum(1).tolist() == [5, 3]
 
 
