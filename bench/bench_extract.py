@@ -25,7 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from seqvision.frames import IMAGE_FORMATS, extract_frames, read_frame_folder
+from seqvision.frame_folders import read_frame_folder
+from seqvision.frames import IMAGE_FORMATS, extract_frames
 from seqvision.sampling import sample_uniform_indices
 from seqvision.video import read_video_frames
 

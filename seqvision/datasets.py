@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from seqvision.frames import (MIN_FRAMES, find_videos, frame_files, list_frame_clips, read_frame_folder,
-                              too_few_frames_reason)
+from seqvision.frame_folders import (MIN_FRAMES, find_videos, frame_files, list_frame_clips, read_frame_folder,
+                                     too_few_frames_reason)
 from seqvision.sampling import sample_uniform_indices, view_offsets
 from seqvision.splits import group_of, groups_from_file, split_by_groups
 from seqvision.video import VIDEO_EXTENSIONS, VideoError, read_video_frames

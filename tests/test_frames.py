@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from conftest import decode_index, sequential_decode, write_video
 
-from seqvision.frames import extract_frames, find_videos, list_frame_clips, read_frame_folder
+from seqvision.frame_folders import find_videos, list_frame_clips, read_frame_folder
+from seqvision.frames import extract_frames
 
 COLUMNS = ["label", "clip", "source", "status", "reason", "frames_written", "source_frames", "fps"]
 
