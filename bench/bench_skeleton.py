@@ -32,10 +32,9 @@ import numpy as np  # noqa: E402
 
 from seqvision.models import build_sequence_classifier  # noqa: E402
 from seqvision.run import load_run  # noqa: E402
-from seqvision.skeleton import (  # noqa: E402
-    SkeletonTrainConfig, feature_dim, make_skeleton_dataset, preprocess_skeletons,
-    read_skeleton_pickle, select_samples, split_train_val, train_skeleton,
-)
+from seqvision.skeleton import SkeletonTrainConfig, split_train_val, train_skeleton  # noqa: E402
+from seqvision.skeleton_data import read_skeleton_pickle, select_samples  # noqa: E402
+from seqvision.skeleton_inputs import feature_dim, make_skeleton_dataset, preprocess_skeletons  # noqa: E402
 from seqvision.skeleton_synth import make_synthetic_skeleton_dataset  # noqa: E402
 
 

@@ -222,7 +222,8 @@ class Run:
     # ------------------------------------------------------------------ skeleton
 
     def _skeleton_arrays(self, inputs, mask, split: str | None, require_labels: bool):
-        from seqvision.skeleton import SkeletonPickle, load_skeleton_arrays, read_skeleton_pickle
+        from seqvision.skeleton import load_skeleton_arrays
+        from seqvision.skeleton_data import SkeletonPickle, read_skeleton_pickle
 
         if isinstance(inputs, (str, Path)):
             data = read_skeleton_pickle(inputs)

@@ -3,7 +3,6 @@ import csv
 import errno
 import json
 import os
-import pickle
 import shutil
 import signal
 import subprocess
@@ -399,7 +398,7 @@ def _annotations(n=4, bad=None):
 def test_keypoints_infinite_in_float32_are_skipped():
     from test_skeleton import read_skeleton_pickle_obj
 
-    from seqvision.skeleton import select_samples
+    from seqvision.skeleton_data import select_samples
 
     def huge(ann):
         ann["keypoint"] = ann["keypoint"].astype(np.float64)
@@ -444,7 +443,7 @@ def test_json_output_never_holds_nan(tmp_path, monkeypatch):
 def test_huge_label_is_skipped_not_a_traceback():
     from test_skeleton import read_skeleton_pickle_obj
 
-    from seqvision.skeleton import select_samples
+    from seqvision.skeleton_data import select_samples
 
     samples = select_samples(read_skeleton_pickle_obj(_annotations(bad=lambda a: a.update(label=10 ** 30))), None)
     assert samples.skipped == 1 and len(samples) == 3

@@ -13,12 +13,11 @@ import pytest
 
 from seqvision.run import load_run
 from seqvision.sampling import sample_uniform_batch
-from seqvision.skeleton import (
-    COCO_JOINTS, COCO_LEFT_RIGHT_PAIRS, IMAGE_TORSO_FRACTION, NUM_JOINTS, Augmentation, SkeletonDataError,
-    SkeletonTrainConfig, augment_skeletons, flip_left_right,
-    preprocess_skeletons, read_label_names, read_skeleton_pickle, resolve_classes,
-    select_samples, skeleton_inputs, split_train_val, train_skeleton,
-)
+from seqvision.skeleton import SkeletonTrainConfig, split_train_val, train_skeleton
+from seqvision.skeleton_data import (COCO_JOINTS, COCO_LEFT_RIGHT_PAIRS, NUM_JOINTS, SkeletonDataError,
+                                     read_label_names, read_skeleton_pickle, resolve_classes, select_samples)
+from seqvision.skeleton_inputs import (IMAGE_TORSO_FRACTION, Augmentation, augment_skeletons, flip_left_right,
+                                       preprocess_skeletons, skeleton_inputs)
 from seqvision.skeleton_synth import CLASS_NAMES, make_synthetic_skeleton_dataset, synthetic_annotation
 
 # --------------------------------------------------------------------------- helpers
@@ -73,7 +72,7 @@ def arrays_from(annotations, **options):
 
 
 def read_skeleton_pickle_obj(annotations):
-    from seqvision.skeleton import SkeletonPickle
+    from seqvision.skeleton_data import SkeletonPickle
     return SkeletonPickle("<memory>", {}, list(annotations))
 
 
@@ -385,7 +384,7 @@ def test_padded_and_masked_sequence_predicts_as_the_unpadded_one():
     import keras
 
     from seqvision.models import build_sequence_classifier
-    from seqvision.skeleton import feature_dim, make_skeleton_dataset
+    from seqvision.skeleton_inputs import feature_dim, make_skeleton_dataset
 
     keras.utils.set_random_seed(0)
     arrays = arrays_from([annotation("a", length=23), annotation("b", length=64, seed=1),
@@ -406,7 +405,7 @@ def test_padded_and_masked_sequence_predicts_as_the_unpadded_one():
 
 
 def test_training_batches_are_augmented_and_reshuffled_reproducibly():
-    from seqvision.skeleton import make_skeleton_dataset
+    from seqvision.skeleton_inputs import make_skeleton_dataset
 
     arrays = arrays_from([annotation(f"v{i}", label=i % 2, length=80 + i, seed=i) for i in range(6)])
     arrays.labels = np.arange(6)
@@ -421,7 +420,7 @@ def test_training_batches_are_augmented_and_reshuffled_reproducibly():
 
 
 def test_default_never_flips_and_flip_pairs_mirror_the_label():
-    from seqvision.skeleton import make_skeleton_dataset
+    from seqvision.skeleton_inputs import make_skeleton_dataset
 
     one = annotation("v", label=0, length=40, seed=3)
     arrays = arrays_from([{**one, "frame_dir": f"v{i}"} for i in range(64)])  # 64 copies of one sequence
