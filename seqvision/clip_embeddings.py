@@ -273,6 +273,8 @@ def export_clip_embeddings(index_csv: str | Path, out_dir: str | Path, encoder: 
     elif pool not in POOLS:
         raise ValueError(f"unknown pool {pool!r}; choose one of {', '.join(POOLS)}")
     rows = read_clip_index(index_csv)
+    with open(index_csv, newline="") as f:
+        raw_rows = list(csv.DictReader(f))  # the index's own text, for rows_<split>.csv
     videos_dir = index_videos_dir(index_csv, videos_dir)
     out_dir = Path(out_dir)
     key = {"version": EXPORT_VERSION, "index_sha256": file_sha256(index_csv), "videos_dir": str(videos_dir.resolve()),
@@ -308,7 +310,7 @@ def export_clip_embeddings(index_csv: str | Path, out_dir: str | Path, encoder: 
             split_rows = by_split[split]
             arrays = _open_outputs(out_dir, split, len(split_rows), key, pooled_dim, resume)
             _save_npy_atomic(out_dir / f"y_{split}.npy", np.array([r["y"] for r in split_rows], np.int64))
-            atomic_write_text(out_dir / f"rows_{split}.csv", _rows_csv(split_rows))
+            atomic_write_text(out_dir / f"rows_{split}.csv", _rows_csv([r for r in raw_rows if r["split"] == split]))
             done = set(state["done"].get(split, []))
             todo = [(c, chunk) for c, chunk in enumerate(_chunks(split_rows, chunk_rows)) if c not in done]
             jobs = [(c, chunk, unit) for c, chunk in todo for unit in _units(split_rows, chunk, videos_dir, seq_len)]
