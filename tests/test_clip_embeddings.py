@@ -153,3 +153,33 @@ def test_embed_cli_with_index_mobilenet_and_probe(index, tmp_path):
     assert "ROC-AUC" in result.output
     result = CliRunner().invoke(main, ["embed", str(index)])
     assert result.exit_code != 0 and "--out" in result.output
+
+
+def test_run_encoder_gives_the_features_the_final_layer_reads(index, tmp_path):
+    import json
+
+    import keras
+
+    from seqvision.backbones import build_backbone
+    from seqvision.clip_embeddings import run_encoder
+    from seqvision.models import build_video_classifier
+    from seqvision.video import read_video_frames
+
+    keras.utils.set_random_seed(0)
+    backbone = build_backbone("cnn", 32, filters=(8,), pooling="gap")
+    model = build_video_classifier(backbone, 2, 32, seq_len=4, units=8, head="mean")
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    (run / "config.json").write_text(json.dumps({"kind": "video", "seq_len": 4, "img_size": 32}))
+    (run / "labels.json").write_text(json.dumps(["a", "b"]))
+    manifest = export_clip_embeddings(index, tmp_path / "out", run_encoder(run), progress=False)
+    assert manifest["pool"] == "run-penultimate" and manifest["seq_len"] == 4 and manifest["dim"] == 8
+    row = read_clip_index(index)[0]
+    x = np.load(tmp_path / "out" / f"X_{row['split']}.npy")[0].astype(np.float32)
+    wanted = sample_uniform_indices(row["n_frames"], 4, row["start_frame"], row["end_frame"])
+    frames, _, _ = read_video_frames(tmp_path / "videos" / row["path"], indices=wanted, size=32)
+    probs = model.predict_on_batch({"frames": frames[None].astype(np.float32), "mask": np.ones((1, 4), bool)})[0]
+    kernel, bias = model.layers[-1].get_weights()
+    logits = x @ kernel + bias
+    np.testing.assert_allclose(np.exp(logits) / np.exp(logits).sum(), probs, atol=2e-3)
