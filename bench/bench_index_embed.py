@@ -8,7 +8,8 @@ process with one MobileNetV2 (the real ImageNet weights of ``/work/shared/weight
 1. ``export_clip_embeddings`` (one decode per video, distinct frames embedded once, batched);
 2. the notebook loop: for each clip, for each of its T frames ``cap.set(CAP_PROP_POS_FRAMES, i)``
    + ``cap.read()``, then one model call per clip.
-Both take the same T uniformly sampled frames of each window.
+Both take the same T uniformly sampled frames of each window. Measured (2 shared CPU cores,
+real weights, 224 px, T=16, 63 clips from 4 videos): embed 1.97 clips/s, notebook 0.56 clips/s, 3.50x.
 
 pooling: a label that only motion carries. Each real source video is written twice at 224 px
 (MJPG): as it is (``Normal_speed``, y=0) and at 4x speed, every 4th frame (``Fast``, y=1), so
