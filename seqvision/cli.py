@@ -20,6 +20,7 @@ os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 import click  # noqa: E402
 
 from seqvision.video import MIN_DECODED_FRACTION  # noqa: E402
+from seqvision.clip_embeddings import DEFAULT_POOL as DEFAULT_CLIP_POOL, POOLS as CLIP_POOLS  # noqa: E402
 
 log = logging.getLogger("seqvision")
 
@@ -204,10 +205,59 @@ def train_command(data_dir, run_dir, overwrite, **options):
     log.info("best epoch %d; model, curves and history in %s", best["epoch"], run_dir)
 
 
+@main.command("index")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--check", is_flag=True, help="Verify the index INDEX.csv instead of writing one.")
+@click.option("--videos-dir", type=click.Path(exists=True, file_okay=False),
+              help="--check: where the index's paths are [default: recorded in INDEX.json].")
+@click.option("--clip-len", type=click.IntRange(1), default=32, show_default=True, help="Frames per window.")
+@click.option("--stride", type=click.IntRange(1), default=16, show_default=True, help="Frames between window starts.")
+@click.option("--every-seconds", type=click.FloatRange(min=0, min_open=True),
+              help="Window starts every S seconds (replaces --stride; per video from its fps).")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True)
+@click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--split-file", type=click.Path(exists=True, dir_okay=False),
+              help="CSV path,split (paths relative to VIDEOS_DIR) instead of the random split.")
+@click.option("--normal-class", default="Normal", show_default=True,
+              help="Categories starting with this (any case) are normal (y=0); the others y=1.")
+@click.option("--jobs", type=click.IntRange(1), help="Videos probed in parallel.")
+@friendly_errors
+def index_command(paths, check, videos_dir, jobs, **options):
+    """Cut VIDEOS_DIR/<category>/* into windows: seqvision index VIDEOS_DIR OUT.csv.
+
+    seqvision index --check INDEX.csv verifies an index and prints counts per split and class.
+    """
+    from seqvision.clip_index import build_clip_index, check_clip_index
+
+    if check:
+        if len(paths) != 1:
+            raise click.UsageError("--check takes one argument: INDEX.csv")
+        problems, counts = check_clip_index(paths[0], videos_dir)
+        for split, c in counts.items():
+            click.echo(f"{split}: {c['clips']} clips from {c['videos']} videos; normal {c['normal']}, "
+                       f"anomalous {c['anomalous']}; " + ", ".join(f"{k} {v}" for k, v in c["categories"].items()))
+        if problems:
+            click.echo(f"{len(problems)} problems in {paths[0]}:", err=True)
+            for problem in problems:
+                click.echo(f"  {problem}", err=True)
+            sys.exit(1)
+        click.echo(f"{paths[0]}: ok")
+        return
+    if len(paths) != 2:
+        raise click.UsageError("expected VIDEOS_DIR OUT.csv (or --check INDEX.csv)")
+    if options["every_seconds"] is not None:
+        options["stride"] = None
+    summary = build_clip_index(paths[0], paths[1], jobs=jobs, **options)
+    log.info("%d clips from %d videos (%d skipped) written to %s", summary["clips"], summary["videos"],
+             len(summary["skipped"]), paths[1])
+
+
 @main.command("embed")
-@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("data_dir", type=click.Path(exists=True))
 @click.option("--out", "cache_root", type=click.Path(file_okay=False),
-              help="Cache root [default: ~/.cache/seqvision]; train --cache-dir finds it there.")
+              help="Cache root [default: ~/.cache/seqvision]; train --cache-dir finds it there. "
+              "With an INDEX.csv: the export folder (required).")
 @click.option("--backbone", type=click.Choice(["mobilenet"]), default="mobilenet", show_default=True)
 @click.option("--seq-len", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--img-size", type=click.IntRange(16), default=224, show_default=True)
@@ -218,9 +268,27 @@ def train_command(data_dir, run_dir, overwrite, **options):
               help="Temporally shifted samplings per clip (train --train-views must match to reuse the cache).")
 @click.option("--batch-frames", type=click.IntRange(1), default=256, show_default=True,
               help="Frames per backbone call.")
+@click.option("--pool", type=click.Choice(list(CLIP_POOLS)), default=DEFAULT_CLIP_POOL, show_default=True,
+              help="INDEX.csv: how frame embeddings become one clip vector (see bench/embed_pooling.md).")
+@click.option("--keep-frames", is_flag=True, help="INDEX.csv: also write F_<split>.npy [N, T, D] and mask_<split>.npy.")
+@click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False),
+              help="INDEX.csv: a trained video run's penultimate features instead of a backbone.")
+@click.option("--videos-dir", type=click.Path(exists=True, file_okay=False),
+              help="INDEX.csv: where its paths are [default: recorded in INDEX.json].")
+@click.option("--chunk-rows", type=click.IntRange(1), default=128, show_default=True,
+              help="INDEX.csv: rows per resumable chunk.")
+@click.option("--probe", is_flag=True, help="INDEX.csv: print a logistic-regression ROC-AUC and accuracy on val.")
 @friendly_errors
-def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, alpha, hub_handle, views, batch_frames):
-    """Compute (or reuse) the frozen-backbone embedding cache of DATA_DIR."""
+def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, alpha, hub_handle, views, batch_frames,
+                  **index_options):
+    """Compute (or reuse) the frozen-backbone embedding cache of DATA_DIR.
+
+    With an INDEX.csv (from seqvision index) instead: one vector per window, per split, into --out
+    (X_<split>.npy, y_<split>.npy, rows_<split>.csv, manifest.json); resumable.
+    """
+    if os.path.isfile(data_dir):
+        return _embed_index(data_dir, cache_root, backbone, seq_len, img_size, batch_frames,
+                            {"weights": weights, "alpha": alpha, "hub_handle": hub_handle}, **index_options)
     from seqvision.backbones import build_backbone
     from seqvision.datasets import find_clips
     from seqvision.embeddings import get_embedding_cache
@@ -232,6 +300,25 @@ def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, al
     cache = get_embedding_cache(find_clips(data_dir), model, backbone_identity(config), seq_len, img_size,
                                 cache_root, views=views, batch_frames=batch_frames)
     click.echo(str(cache.path))
+
+
+def _embed_index(index_csv, out_dir, backbone, seq_len, img_size, batch_frames, backbone_options, pool,
+                 keep_frames, run_dir, videos_dir, chunk_rows, probe):
+    """The INDEX.csv form of ``embed``."""
+    from seqvision.clip_embeddings import backbone_encoder, export_clip_embeddings, probe_embeddings, run_encoder
+
+    if not out_dir:
+        raise click.UsageError("embed INDEX.csv needs --out DIR")
+    encoder = run_encoder(run_dir) if run_dir else backbone_encoder(backbone, img_size, **backbone_options)
+    manifest = export_clip_embeddings(index_csv, out_dir, encoder, seq_len=seq_len, pool=pool, keep_frames=keep_frames,
+                                      videos_dir=videos_dir, batch_frames=batch_frames, chunk_rows=chunk_rows)
+    for entry in manifest["unreadable"]:
+        log.warning("%s: unreadable (%s); its %d rows are zeros", entry["path"], entry["reason"], entry["rows"])
+    click.echo(out_dir)
+    if probe:
+        result = probe_embeddings(out_dir)
+        click.echo(f"probe (logistic regression, train -> val): ROC-AUC {result['roc_auc']:.4f}  "
+                   f"accuracy {result['accuracy']:.4f}  n_train={result['n_train']} n_val={result['n_val']}")
 
 
 def _echo_metrics(metrics: dict, as_json: bool) -> None:
