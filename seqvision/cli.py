@@ -446,5 +446,39 @@ def anomaly_score_command(det_dir, emb_dir, out_dir, splits, no_plots, as_json):
         click.echo(format_report(results))
 
 
+@main.command("mif")
+@click.argument("videos_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--model", required=True, help="Image classifier: a .keras file, a SavedModel folder or a TF Hub handle.")
+@click.option("--labels", "labels_file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Class names, line i naming model output i; the <category> folders are matched against them.")
+@click.option("--out", "out_csv", required=True, type=click.Path(dir_okay=False),
+              help="CSV: category, fname, mif_idx, mif_time_s, softmax_true.")
+@click.option("--every", type=click.IntRange(1), default=1, show_default=True, help="Classify every K-th frame.")
+@click.option("--size", type=click.IntRange(1), help="Resize frames to PX x PX [default: the model's input size].")
+@click.option("--scale", type=click.Choice(["0..1", "-1..1", "0..255"]),
+              help="Pixel range the model expects [default: 0..255 for .keras, 0..1 for SavedModel/TF Hub].")
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Frames per model call.")
+@click.option("--all-probs", type=click.Path(dir_okay=False), help="Also write every classified frame's "
+              "probabilities (.npz; key <category>/<fname>, frame indices under <key>:frames).")
+@click.option("--save-frames", type=click.Path(file_okay=False), help="Write each chosen frame as a PNG here.")
+@friendly_errors
+def mif_command(videos_dir, model, labels_file, out_csv, every, size, scale, batch_size, all_probs, save_frames):
+    """Most informative frame of each video in VIDEOS_DIR/<category>/: highest probability of its category."""
+    from seqvision.mif import find_informative_frames, read_labels, save_mif_frames, write_all_probs, write_mif_csv
+
+    labels = read_labels(labels_file)
+    results, problems = find_informative_frames(videos_dir, model, labels, every=every, size=size, scale=scale,
+                                                batch_size=batch_size, keep_frames=bool(save_frames))
+    if not results:
+        raise click.ClickException(f"no video in {videos_dir} could be classified")
+    write_mif_csv(results, out_csv)
+    if all_probs:
+        write_all_probs(results, labels, all_probs)
+    if save_frames:
+        save_mif_frames(results, save_frames)
+    log.info("%d videos -> %s; skipped: %d in categories not in the labels, %d unreadable", len(results), out_csv,
+             problems["unknown_category_videos"], len(problems["unreadable"]))
+
+
 if __name__ == "__main__":
     main()
