@@ -3,7 +3,7 @@
 Input: an embedding folder written by ``seqvision embed INDEX.csv --out EMB_DIR``: per split
 (``train``; ``val`` and ``test`` optional) ``X_<split>.npy`` float16 ``[N, D]``, ``y_<split>.npy``
 int ``[N]`` (0 = normal, 1 = anomalous), ``rows_<split>.csv`` (one row per clip, index order) and
-``manifest.json`` (``backbone``, ``pool``, ``dim``, ...).
+``manifest.json`` (``encoder``, ``pool``, ``dim``, ``pooled_dim`` = D, ...).
 
 Detectors are fitted on the NORMAL train rows only and give a score per clip (higher = more
 anomalous): ``knn`` (mean Euclidean distance to the k nearest normal train rows),
@@ -32,8 +32,9 @@ SPLITS = ("train", "val", "test")
 ROW_COLUMNS = ("split", "y", "category", "path", "clip_idx", "start_frame", "end_frame", "clip_len", "stride",
                "fps", "n_frames")
 DETECTOR_FILE = "detector.json"
-# What score refuses to mix: an embedding folder made with another backbone, pooling or width.
-IDENTITY_KEYS = ("backbone", "pool", "dim")
+# What score refuses to mix: an embedding folder made with another encoder (``seqvision embed``
+# writes ``encoder``; ``backbone`` is accepted too), pooling, frame size, clip length or width.
+IDENTITY_KEYS = ("encoder", "backbone", "pool", "img_size", "seq_len", "dim", "pooled_dim")
 
 
 # === Embedding folder ===
@@ -68,7 +69,7 @@ def load_embedding_dir(emb_dir: str | Path) -> tuple[dict, dict[str, EmbeddingSp
         if not all(present):
             missing = ", ".join(p.name for p, ok in zip(paths, present) if not ok)
             raise ValueError(f"{emb_dir}: split {name!r} is incomplete (missing {missing})")
-        splits[name] = _load_split(name, *paths, manifest.get("dim"))
+        splits[name] = _load_split(name, *paths, manifest.get("pooled_dim", manifest.get("dim")))
     if "train" not in splits:
         raise ValueError(f"{emb_dir}: no train split (X_train.npy, y_train.npy, rows_train.csv)")
     return manifest, splits
@@ -85,7 +86,7 @@ def _load_split(name: str, x_path: Path, y_path: Path, rows_path: Path, dim) -> 
     if x.ndim != 2:
         raise ValueError(f"{x_path}: expected [N, D] clip embeddings, got shape {x.shape}")
     if dim is not None and x.shape[1] != int(dim):
-        raise ValueError(f"{x_path}: width {x.shape[1]} differs from the manifest's dim {dim}")
+        raise ValueError(f"{x_path}: width {x.shape[1]} differs from the manifest's pooled_dim/dim {dim}")
     if not (len(x) == len(y) == len(rows)):
         raise ValueError(f"{x_path.parent}: split {name!r} has {len(x)} embeddings, {len(y)} labels and "
                          f"{len(rows)} rows; they must match")
@@ -369,7 +370,7 @@ def load_detector(det_dir: str | Path) -> Detector:
 
 
 def check_embedding_matches(detector: Detector, manifest: dict, emb_dir) -> None:
-    """ValueError when ``emb_dir`` was made with another backbone, pooling or width than the detector's."""
+    """ValueError when ``emb_dir`` was made another way than the detector's embeddings (``IDENTITY_KEYS``)."""
     expected, found = detector.info["embedding"], embedding_identity(manifest)
     differ = [k for k in IDENTITY_KEYS if expected.get(k) != found.get(k)]
     if differ:

@@ -48,7 +48,8 @@ def write_embedding_dir(root: Path, splits: dict, **manifest) -> Path:
             for i, (label, category, path) in enumerate(zip(y, categories, paths)):
                 writer.writerow([name, label, category, path, i, 16 * i, 16 * i + 32, 32, 16, 25.0, 1000])
     (root / "manifest.json").write_text(json.dumps(
-        {"backbone": "mobilenet", "seq_len": 16, "img_size": 224, "dim": dim, "pool": "mean+diff", **manifest}))
+        {"encoder": {"name": "mobilenet", "weights": "imagenet"}, "seq_len": 16, "img_size": 224, "dim": dim // 2,
+         "pool": "mean+diff", "pooled_dim": dim, **manifest}))
     return root
 
 
@@ -161,7 +162,7 @@ def test_fit_and_score_through_the_cli_json(emb_dir, tmp_path):
     assert again.exit_code != 0 and "--overwrite" in again.output
 
 
-@pytest.mark.parametrize("change", [{"backbone": "cnn"}, {"pool": "mean"}])
+@pytest.mark.parametrize("change", [{"encoder": {"name": "cnn"}}, {"pool": "mean"}])
 def test_score_refuses_embeddings_made_another_way(emb_dir, tmp_path, basis, change):
     save_detector(fit_detector(emb_dir, "knn"), tmp_path / "det")
     rng = np.random.default_rng(4)
@@ -177,7 +178,7 @@ def test_score_refuses_another_width(emb_dir, tmp_path):
     rng = np.random.default_rng(5)
     wide = (rng.normal(size=(10, DIM + 8)), np.zeros(10, int), ["Normal"] * 10, ["Normal/a.mp4"] * 10)
     other = write_embedding_dir(tmp_path / "wide", {"train": wide})
-    with pytest.raises(ValueError, match="dim"):
+    with pytest.raises(ValueError, match="pooled_dim"):
         score_embedding_dir(tmp_path / "det", other)
 
 
