@@ -37,6 +37,7 @@ import numpy as np
 
 from seqvision.clip_index import INDEX_COLUMNS, file_sha256, index_videos_dir, read_clip_index
 from seqvision.diskspace import allocate_npy
+from seqvision.errors import SeqvisionError
 from seqvision.io import atomic_write_json, atomic_write_text, read_json
 from seqvision.sampling import sample_uniform_indices
 
@@ -125,11 +126,12 @@ def run_encoder(run_dir: str | Path) -> ClipEncoder:
     computed on frames + mask."""
     import keras
 
-    from seqvision.inference import load_run, run_kind
+    from seqvision.run import load_run
 
-    if run_kind(run_dir) != "video":
-        raise ValueError(f"{run_dir}: not a video run; --run needs a model that takes frames")
-    model, config, _ = load_run(run_dir)
+    run = load_run(run_dir)
+    if run.kind != "video":
+        raise SeqvisionError(f"{run_dir}: not a video run; --run needs a model that takes frames")
+    model, config = run.model, run.config
     heads = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     features = keras.Model(model.input, heads[-1].input, name="penultimate")
     identity = {"run": str(Path(run_dir).resolve()), "model_mtime": (Path(run_dir) / "model.keras").stat().st_mtime}
