@@ -19,6 +19,7 @@ os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 import click  # noqa: E402
 
+from seqvision.backbones import BACKBONES  # noqa: E402  (specs only: no TensorFlow import)
 from seqvision.video import MIN_DECODED_FRACTION  # noqa: E402
 
 log = logging.getLogger("seqvision")
@@ -137,17 +138,20 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
 @main.command("train")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False), help="Run directory.")
-@click.option("--backbone", default="cnn", show_default=True,
-              help="Frame model: cnn (small, trained end to end) or mobilenet (pretrained MobileNetV2, frozen, "
-              "with cached embeddings; see --weights, --hub-handle, --fine-tune-at).")
+@click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default="cnn", show_default=True,
+              help="Frame model: " + "; ".join(f"{n}: {s.summary}" for n, s in BACKBONES.items())
+              + " (frozen ones cache their embeddings; see --weights, --hub-handle, --fine-tune-at).")
 @click.option("--seq-len", type=click.IntRange(1), default=16, show_default=True, help="Frames per clip (T).")
-@click.option("--img-size", type=click.IntRange(16), help="Frame side in pixels [default: 64 cnn, 224 mobilenet].")
+@click.option("--img-size", type=click.IntRange(16), help="Frame side in pixels [default: "
+              + ", ".join(f"{s.default_img_size} {n}" for n, s in BACKBONES.items()) + "].")
 @click.option("--weights", default="imagenet", show_default=True,
-              help="mobilenet: imagenet, none (random) or a weights file.")
+              help="keras.applications backbones: imagenet, none (random) or a weights file.")
 @click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="mobilenet width multiplier.")
-@click.option("--hub-handle", help="mobilenet from a TF Hub feature-vector URL or local SavedModel folder.")
-@click.option("--fine-tune-at", type=click.IntRange(0), help="mobilenet: epoch after which to fine-tune.")
+@click.option("--hub-handle", help="mobilenet: use a frozen image model instead, from a TF Hub URL, a SavedModel "
+              "folder or a .keras file (any input size; frames are resized to its signature; copied into the run).")
+@click.option("--fine-tune-at", type=click.IntRange(0), help="Pretrained backbones ("
+              + ", ".join(n for n, s in BACKBONES.items() if s.fine_tunable) + "): epoch after which to fine-tune.")
 @click.option("--unfreeze", type=click.IntRange(1), default=30, show_default=True,
               help="Top backbone layers trained when fine-tuning.")
 @click.option("--cache-dir", type=click.Path(file_okay=False),
@@ -204,12 +208,13 @@ def train_command(data_dir, run_dir, overwrite, **options):
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "cache_root", type=click.Path(file_okay=False),
               help="Cache root [default: ~/.cache/seqvision]; train --cache-dir finds it there.")
-@click.option("--backbone", type=click.Choice(["mobilenet"]), default="mobilenet", show_default=True)
+@click.option("--backbone", type=click.Choice(sorted(n for n, s in BACKBONES.items() if s.frozen)),
+              default="mobilenet", show_default=True)
 @click.option("--seq-len", type=click.IntRange(1), default=16, show_default=True)
-@click.option("--img-size", type=click.IntRange(16), default=224, show_default=True)
+@click.option("--img-size", type=click.IntRange(16), help="Frame side in pixels [default: the backbone's, as train].")
 @click.option("--weights", default="imagenet", show_default=True)
 @click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
-@click.option("--hub-handle")
+@click.option("--hub-handle", help="mobilenet: a TF Hub URL, SavedModel folder or .keras file, as train takes.")
 @click.option("--views", type=click.IntRange(1), default=4, show_default=True,
               help="Temporally shifted samplings per clip (train --train-views must match to reuse the cache).")
 @click.option("--batch-frames", type=click.IntRange(1), default=256, show_default=True,
@@ -222,6 +227,7 @@ def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, al
     from seqvision.embeddings import get_embedding_cache
     from seqvision.training import VideoTrainConfig, backbone_identity, backbone_options
 
+    img_size = img_size or BACKBONES[backbone].default_img_size
     config = VideoTrainConfig(data_dir=data_dir, backbone=backbone, seq_len=seq_len, img_size=img_size,
                               weights=weights, alpha=alpha, hub_handle=hub_handle)
     model = build_backbone(backbone, img_size, **backbone_options(config))
