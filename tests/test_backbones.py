@@ -1,6 +1,7 @@
 """Backbone specs; frozen image models from SavedModels and .keras files; self-contained runs."""
 import json
 import shutil
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -12,6 +13,7 @@ from conftest import write_video
 from seqvision.backbones import BACKBONES, build_backbone
 from seqvision.cli import main
 
+IMAGENET_WEIGHTS = Path(__file__).parents[1] / ".." / "shared" / "weights" / "mobilenet_v2_imagenet_1.0_224_no_top.h5"
 IMG = 32  # the runs' frame size; the SavedModels below fix other sizes
 FIXED = 96  # the input size the exported SavedModel's signature fixes
 TRAIN = ["--img-size", str(IMG), "--seq-len", "4", "--epochs", "1", "--batch-size", "4", "--val-split", "0",
@@ -173,3 +175,20 @@ def test_each_spec_builds_and_maps_pixels_to_vectors(name):
     else:
         ends = np.asarray(backbone.get_layer("scale")(np.array([[0.0, 255.0]])))
         np.testing.assert_allclose(ends[0], spec.pixel_range, atol=1e-6)
+
+
+def test_imagenet_weights_are_saved_inside_model_keras(tmp_path, monkeypatch):
+    """A run from ``--weights imagenet`` (here the same weights from a file) needs no download to load."""
+    if not IMAGENET_WEIGHTS.exists():
+        pytest.skip(f"real ImageNet MobileNetV2 weights not found at {IMAGENET_WEIGHTS.resolve()}")
+    from seqvision.inference import load_model_file
+    from seqvision.models import build_video_classifier
+
+    backbone = build_backbone("mobilenet", IMG, weights=str(IMAGENET_WEIGHTS))
+    build_video_classifier(backbone, 2, IMG, units=4).save(tmp_path / "model.keras")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_keras_home"))  # nothing to download from
+    loaded = load_model_file(tmp_path / "model.keras").get_layer("frame_features").layer
+    frames = np.random.default_rng(4).integers(0, 256, (2, IMG, IMG, 3)).astype("float32")
+    expected = np.asarray(backbone(frames))
+    assert expected.std() > 1e-2  # real features, not a random network's near-zero ones
+    np.testing.assert_allclose(loaded(frames), expected, rtol=1e-5, atol=1e-5)
