@@ -502,10 +502,10 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path, overwrite: bool =
     if config.fine_tune_at is not None and config.hub_handle and not config.hub_handle.endswith(".keras"):
         raise ValueError("fine-tuning needs Keras layers: TF Hub models and SavedModels are used frozen "
                          "(a .keras file can be fine-tuned)")
-    # Lists, as config.json gives them back: a resumed run compares the two.
     # A SavedModel path made absolute: while training, relative handles name the run's own copies.
     hub_handle = config.hub_handle if not config.hub_handle or is_url(config.hub_handle) else \
         str(Path(config.hub_handle).resolve())
+    # Lists, as config.json gives them back: a resumed run compares the two.
     config = dataclasses.replace(config, img_size=config.img_size or spec.default_img_size, hub_handle=hub_handle,
                                  filters=list(config.filters),
                                  flip_pairs=list(config.flip_pairs) if config.flip_pairs else None)
@@ -560,7 +560,8 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
         # Functions restored from a SavedModel loaded under a strategy scope fail when called in a
         # replica (TF: "graph generated from the cross-replica context"); the Hub model is frozen,
         # so plain variables lose nothing.
-        with contextlib.nullcontext() if config.hub_handle else strategy.scope():
+        saved_model = config.hub_handle and not config.hub_handle.endswith(".keras")
+        with contextlib.nullcontext() if saved_model else strategy.scope():
             backbone = build_backbone(config.backbone, config.img_size, **backbone_options(config))
         copy_saved_models_into_run(backbone, run_dir)
         if not spec.frozen:

@@ -126,9 +126,14 @@ def test_a_keras_file_backbone_is_saved_inside_the_run(tmp_path, monkeypatch):
 
     data = _write_clips(tmp_path / "data")
     result = _invoke("train", data, "--out", tmp_path / "run", "--backbone", "mobilenet", "--hub-handle",
-                     tmp_path / "features.keras", *TRAIN)
+                     tmp_path / "features.keras", *TRAIN, "--epochs", "2", "--fine-tune-at", "1")
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "run" / "backbone").exists()  # model.keras holds the weights
+    # Unlike a SavedModel, a .keras model can be fine-tuned: its convolution trained in epoch 2.
+    assert json.loads((tmp_path / "run" / "best.json").read_text())["phase"] == "finetune"
+    tuned = keras.models.load_model(tmp_path / "run" / "model.keras").get_layer("frame_features").layer
+    kernel = next(w for w in tuned.weights if "kernel" in w.path)
+    assert np.abs(np.asarray(kernel) - np.asarray(inner.layers[1].kernel)).max() > 0
     clips = sorted(str(p) for p in data.rglob("*.avi"))
     before = _predict(tmp_path / "run", clips)
     (tmp_path / "features.keras").unlink()
