@@ -51,7 +51,11 @@ def load_model_file(path: Path) -> keras.Model:
     if damaged:
         raise ValueError(f"{path}: damaged or truncated model file ({damaged}); restore it or train again")
     with backbone_files_root(Path(path).parent):
-        return keras.models.load_model(path)
+        try:
+            return keras.models.load_model(path)
+        except TypeError as error:  # Keras wraps a layer's error (e.g. its SavedModel is gone) in TypeErrors
+            cause = str(error).strip().splitlines()[-1].removeprefix("Exception encountered: ")
+            raise ValueError(f"{path}: cannot load the model: {cause}") from None
 
 
 DEFAULT_VIEWS = 1

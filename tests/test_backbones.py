@@ -90,6 +90,9 @@ def test_run_predicts_after_its_savedmodel_is_deleted_and_the_run_is_moved(hub_r
     np.testing.assert_allclose(_predict(run, clips), before, atol=1e-6)
     moved = shutil.move(str(run), str(tmp_path / "elsewhere" / "run"))
     np.testing.assert_allclose(_predict(moved, clips), before, atol=1e-6)
+    shutil.rmtree(Path(moved) / "backbone")  # the run's own copy is what it loads
+    result = _invoke("predict", moved, clips[0])
+    assert result.exit_code == 1 and "model.keras: cannot load the model" in result.output
 
 
 def test_a_tf_hub_url_is_copied_from_its_download_folder(tmp_path, exported, monkeypatch):
