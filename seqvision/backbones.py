@@ -1,44 +1,50 @@
 """Per-frame backbones: ``[B, H, W, 3]`` pixels in 0..255 -> ``[B, D]`` features.
 
 Each backbone owns its input scaling, so the data pipeline always delivers raw 0..255
-pixels. ``BACKBONES`` maps a name to its builder.
+pixels. ``BACKBONES`` maps a name to its :class:`BackboneSpec`; training, ``seqvision embed``,
+the CLI's ``--backbone`` choices and the run loader all read it, so adding a backbone is one
+entry here and one test (CONTRIBUTING.md, "Adding a backbone"). Importing this module does not
+import Keras: the builders do, when called.
 """
 from __future__ import annotations
 
-import keras
-from keras import layers, ops
-
+import functools
+from dataclasses import dataclass
+from typing import Callable
 
 # Keras' default 0.99 keeps ~20% of the initial statistics after 160 steps (20 epochs of 60 clips),
 # so a small dataset is evaluated with stale moving averages; 0.9 tracks them within ~20 steps.
 BN_MOMENTUM = 0.9
 
 
-@keras.saving.register_keras_serializable(package="seqvision")
-class CoordinateChannels(layers.Layer):
-    """Append two channels holding the normalised x and y pixel position, in [-1, 1].
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one backbone and how a run uses it.
 
-    A convolution + global average pooling otherwise discards where things are in the
-    frame; with coordinates as inputs the pooled features can encode position, which
-    motion direction (left vs right) depends on.
+    ``builder(img_size, pixel_range=..., name=..., **options)`` returns a ``keras.Model``
+    ``[B, img_size, img_size, C]`` in 0..255 -> ``[B, D]`` that scales pixels to ``pixel_range``
+    itself. ``options`` are the run settings (``VideoTrainConfig`` fields, plus ``channels``: 6
+    when the run feeds frames next to their differences, else 3) it takes, and the cache identity
+    of its embeddings; ``path_options`` are those that may name a file, folder or URL (their
+    contents are fingerprinted in the cache identity; a SavedModel is copied into the run).
+    ``frozen``: used as it is, with per-frame embeddings cached and only the head trained;
+    else trained end to end on frames. ``fine_tunable``: ``--fine-tune-at`` can unfreeze its top.
     """
 
-    def call(self, images):
-        shape = ops.shape(images)
-        batch, height, width = shape[0], shape[1], shape[2]
-        ys = ops.linspace(-1.0, 1.0, height)
-        xs = ops.linspace(-1.0, 1.0, width)
-        grid_y, grid_x = ops.meshgrid(ys, xs, indexing="ij")
-        coords = ops.stack([grid_x, grid_y], axis=-1)[None]
-        coords = ops.cast(ops.broadcast_to(coords, (batch, height, width, 2)), images.dtype)
-        return ops.concatenate([images, coords], axis=-1)
-
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], input_shape[-1] + 2)
+    name: str
+    builder: Callable
+    default_img_size: int
+    pixel_range: tuple[float, float]
+    frozen: bool
+    summary: str
+    options: tuple[str, ...] = ()
+    path_options: tuple[str, ...] = ()
+    fine_tunable: bool = False
 
 
 def build_cnn_backbone(img_size: int, filters: tuple[int, ...] = (32, 64, 128, 128), channels: int = 3,
-                       pooling: str = "grid", grid: int = 4, grid_width: int = 128, name: str = "cnn") -> keras.Model:
+                       pooling: str = "grid", grid: int = 4, grid_width: int = 128, name: str = "cnn",
+                       pixel_range: tuple[float, float] = (-1.0, 1.0)):
     """Small CNN: conv-BN-ReLU blocks with max pooling, then ``pooling``.
 
     ``[B, img_size, img_size, channels]`` in 0..255 -> ``[B, D]`` (``channels=6``: frames next
@@ -47,10 +53,15 @@ def build_cnn_backbone(img_size: int, filters: tuple[int, ...] = (32, 64, 128, 1
     where things are (and which way they turn) survives; ``"gap"`` is global average pooling
     (``D = filters[-1]``), which keeps only what is present.
     """
+    import keras
+    from keras import layers
+
+    from seqvision.backbone_layers import CoordinateChannels
+
     if pooling not in ("grid", "gap"):
         raise ValueError(f"pooling must be grid or gap, got {pooling!r}")
     images = keras.Input((img_size, img_size, channels), name="images")
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(images)
+    x = _scale_pixels(images, pixel_range)
     x = CoordinateChannels(name="coords")(x)
     for i, filters_i in enumerate(filters):
         x = layers.Conv2D(filters_i, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
@@ -71,96 +82,78 @@ def build_cnn_backbone(img_size: int, filters: tuple[int, ...] = (32, 64, 128, 1
     return keras.Model(images, features, name=name)
 
 
-@keras.saving.register_keras_serializable(package="seqvision")
-class HubImageFeatures(layers.Layer):
-    """A TF Hub image feature-vector SavedModel as a Keras 3 layer (frozen).
+def _scale_pixels(images, pixel_range: tuple[float, float]):
+    """0..255 pixels to ``pixel_range`` (a Rescaling layer named ``scale``; none for (0, 255))."""
+    from keras import layers
 
-    ``handle`` is a tfhub.dev / Kaggle URL or a local SavedModel folder. Inputs are
-    pixels in 0..255 ``[B, H, W, 3]``; TF Hub image models expect [0, 1], so they are
-    divided by 255 here. Output ``[B, D]``. ``hub.KerasLayer`` is a Keras 2 object that
-    Keras 3 refuses, hence this wrapper around ``hub.load``; the SavedModel's variables
-    are not Keras weights, so the layer is never trained.
+    low, high = pixel_range
+    if (low, high) == (0, 255):
+        return images
+    return layers.Rescaling((high - low) / 255.0, offset=low, name="scale")(images)
+
+
+def build_keras_application_backbone(img_size: int, application: str, weights: str | None = "imagenet",
+                                     pixel_range: tuple[float, float] = (-1.0, 1.0), name: str | None = None,
+                                     **application_options):
+    """``keras.applications.<application>`` without its classifier, average-pooled, frozen.
+
+    ``[B, S, S, 3]`` in 0..255 -> ``[B, D]``. ``weights``: ``"imagenet"`` (downloaded once by
+    Keras), ``None`` / ``"none"`` for random initialisation, or a weights file path; the weights
+    are saved with the run's ``model.keras``.
     """
+    import keras
 
-    def __init__(self, handle: str, output_dim: int | None = None, **kwargs):
-        kwargs.setdefault("trainable", False)
-        super().__init__(**kwargs)
-        self.handle = str(handle)
-        self._module = _load_hub_module(self.handle)  # owns the variables: keep it referenced
-        self._features = _image_function(self._module, self.handle)
-        self.output_dim = output_dim or _probe_output_dim(self._features)
-
-    def call(self, images):
-        return self._features(ops.cast(images, "float32") / 255.0)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.output_dim)
-
-    def get_config(self):
-        return {**super().get_config(), "handle": self.handle, "output_dim": self.output_dim}
-
-
-def _load_hub_module(handle: str):
-    import tensorflow_hub as hub
-
-    try:
-        module = hub.load(handle)
-    except Exception as error:  # hub raises many types (OSError, ValueError, URL errors)
-        raise ValueError(f"cannot load TF Hub model {handle!r}: {error}. Without internet, pass a local "
-                         "SavedModel folder or set TFHUB_CACHE_DIR to a cache that holds it") from None
-    return module
-
-
-def _image_function(module, handle: str):
-    """The loaded SavedModel's function from images ``[B, H, W, 3]`` in [0, 1] to features."""
-    if callable(module):  # TF Hub feature vectors
-        return module
-    if hasattr(module, "serve"):  # keras Model.export()
-        return module.serve
-    signature = getattr(module, "signatures", {}).get("serving_default")
-    if signature is not None:  # TF1-style or signature-only SavedModels: one image input, one output
-        input_name = next(iter(signature.structured_input_signature[1]))
-        return lambda images: next(iter(signature(**{input_name: images}).values()))
-    raise ValueError(f"TF Hub model {handle!r} is neither callable nor has a 'serve' or 'serving_default' "
-                     "function taking images")
-
-
-def _probe_output_dim(module) -> int:
-    import tensorflow as tf
-
-    return int(module(tf.zeros((1, 32, 32, 3))).shape[-1])
+    images = keras.Input((img_size, img_size, 3), name="images")
+    base = getattr(keras.applications, application)(
+        input_shape=(img_size, img_size, 3), include_top=False, pooling="avg",
+        weights=None if weights in (None, "none") else weights, **application_options)
+    base.trainable = False
+    features = base(_scale_pixels(images, pixel_range), training=False)
+    return keras.Model(images, features, name=name or application.lower())
 
 
 def build_mobilenet_backbone(img_size: int, weights: str | None = "imagenet", alpha: float = 1.0,
-                             hub_handle: str | None = None, name: str = "mobilenet") -> keras.Model:
+                             hub_handle: str | None = None, name: str = "mobilenet",
+                             pixel_range: tuple[float, float] = (-1.0, 1.0)):
     """MobileNetV2 features, ``[B, S, S, 3]`` in 0..255 -> ``[B, 1280]`` (for ``alpha`` <= 1).
 
-    From ``keras.applications`` (``weights``: ``"imagenet"``, ``None`` for random
-    initialisation, or a weights file path; inputs scaled to [-1, 1] as MobileNetV2
-    expects) or, with ``hub_handle``, from a TF Hub feature-vector SavedModel (inputs
-    scaled to [0, 1] as TF Hub image models expect).
+    From ``keras.applications`` (inputs scaled to [-1, 1] as MobileNetV2 expects) or, with
+    ``hub_handle``, any frozen image model from a TF Hub URL, a SavedModel folder or a ``.keras``
+    file (inputs scaled to [0, 1] as TF Hub image models expect and resized to the size its
+    signature fixes; :func:`seqvision.backbone_layers.build_file_backbone`).
     """
-    images = keras.Input((img_size, img_size, 3), name="images")
     if hub_handle:
-        features = HubImageFeatures(hub_handle, name="hub_features")(images)
-    else:
-        x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(images)
-        base = keras.applications.MobileNetV2(
-            input_shape=(img_size, img_size, 3), include_top=False, pooling="avg", alpha=alpha,
-            weights=None if weights in (None, "none") else weights)
-        base.trainable = False
-        features = base(x, training=False)
-    return keras.Model(images, features, name=name)
+        from seqvision.backbone_layers import build_file_backbone
+
+        return build_file_backbone(img_size, hub_handle, name=name)
+    return build_keras_application_backbone(img_size, "MobileNetV2", weights, pixel_range, name, alpha=alpha)
 
 
 BACKBONES = {
-    "cnn": build_cnn_backbone,
-    "mobilenet": build_mobilenet_backbone,
+    "cnn": BackboneSpec(
+        "cnn", build_cnn_backbone, default_img_size=64, pixel_range=(-1.0, 1.0), frozen=False,
+        summary="small CNN trained end to end (frames next to their differences)",
+        options=("channels", "pooling", "filters")),
+    "mobilenet": BackboneSpec(
+        "mobilenet", build_mobilenet_backbone, default_img_size=224, pixel_range=(-1.0, 1.0), frozen=True,
+        summary="MobileNetV2 (keras.applications, or any image model with --hub-handle), frozen",
+        options=("weights", "alpha", "hub_handle"), path_options=("weights", "hub_handle"), fine_tunable=True),
+    "efficientnetv2b0": BackboneSpec(
+        "efficientnetv2b0", functools.partial(build_keras_application_backbone, application="EfficientNetV2B0"),
+        default_img_size=224, pixel_range=(0.0, 255.0),  # EfficientNetV2 rescales its input itself
+        frozen=True, summary="EfficientNetV2-B0 (keras.applications), frozen",
+        options=("weights",), path_options=("weights",), fine_tunable=True),
 }
 
 
-def build_backbone(name: str, img_size: int, **options) -> keras.Model:
-    """Build the backbone called ``name`` (a key of ``BACKBONES``)."""
+def backbone_spec(name: str) -> BackboneSpec:
+    """The spec called ``name``; a ValueError naming the choices for an unknown one."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
-    return BACKBONES[name](img_size, **options)
+    return BACKBONES[name]
+
+
+def build_backbone(name: str, img_size: int, **options):
+    """Build the backbone called ``name`` (a key of ``BACKBONES``) as a ``keras.Model``."""
+    spec = backbone_spec(name)
+    return spec.builder(img_size, pixel_range=spec.pixel_range, name=name, **options)

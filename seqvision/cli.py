@@ -11,6 +11,7 @@ from seqvision.cli_support import echo_json, friendly_errors, given_options, log
 
 import click  # noqa: E402
 
+from seqvision.backbones import BACKBONES  # noqa: E402  (specs only: no TensorFlow import)
 from seqvision.clip_embeddings import DEFAULT_POOL as DEFAULT_CLIP_POOL, POOLS as CLIP_POOLS  # noqa: E402
 from seqvision.video import MIN_DECODED_FRACTION  # noqa: E402
 
@@ -57,17 +58,20 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
 @main.command("train")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False), help="Run directory.")
-@click.option("--backbone", default="cnn", show_default=True,
-              help="Frame model: cnn (small, trained end to end) or mobilenet (pretrained MobileNetV2, frozen, "
-              "with cached embeddings; see --weights, --hub-handle, --fine-tune-at).")
+@click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default="cnn", show_default=True,
+              help="Frame model: " + "; ".join(f"{n}: {s.summary}" for n, s in BACKBONES.items())
+              + " (frozen ones cache their embeddings; see --weights, --hub-handle, --fine-tune-at).")
 @click.option("--seq-len", type=click.IntRange(1), default=16, show_default=True, help="Frames per clip (T).")
-@click.option("--img-size", type=click.IntRange(16), help="Frame side in pixels [default: 64 cnn, 224 mobilenet].")
+@click.option("--img-size", type=click.IntRange(16), help="Frame side in pixels [default: "
+              + ", ".join(f"{s.default_img_size} {n}" for n, s in BACKBONES.items()) + "].")
 @click.option("--weights", default="imagenet", show_default=True,
-              help="mobilenet: imagenet, none (random) or a weights file.")
+              help="keras.applications backbones: imagenet, none (random) or a weights file.")
 @click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="mobilenet width multiplier.")
-@click.option("--hub-handle", help="mobilenet from a TF Hub feature-vector URL or local SavedModel folder.")
-@click.option("--fine-tune-at", type=click.IntRange(0), help="mobilenet: epoch after which to fine-tune.")
+@click.option("--hub-handle", help="mobilenet: use a frozen image model instead, from a TF Hub URL, a SavedModel "
+              "folder or a .keras file (any input size; frames are resized to its signature; copied into the run).")
+@click.option("--fine-tune-at", type=click.IntRange(0), help="Pretrained backbones ("
+              + ", ".join(n for n, s in BACKBONES.items() if s.fine_tunable) + "): epoch after which to fine-tune.")
 @click.option("--unfreeze", type=click.IntRange(1), default=30, show_default=True,
               help="Top backbone layers trained when fine-tuning.")
 @click.option("--cache-dir", type=click.Path(file_okay=False),
@@ -129,12 +133,13 @@ def train_command(data_dir, run_dir, overwrite, **options):
 @click.option("--out", "cache_root", type=click.Path(file_okay=False),
               help="Cache root [default: ~/.cache/seqvision]; train --cache-dir finds it there. "
               "With an INDEX.csv: the export folder (required).")
-@click.option("--backbone", type=click.Choice(["mobilenet"]), default="mobilenet", show_default=True)
+@click.option("--backbone", type=click.Choice(sorted(n for n, s in BACKBONES.items() if s.frozen)),
+              default="mobilenet", show_default=True)
 @click.option("--seq-len", type=click.IntRange(1), default=16, show_default=True)
-@click.option("--img-size", type=click.IntRange(16), default=224, show_default=True)
+@click.option("--img-size", type=click.IntRange(16), help="Frame side in pixels [default: the backbone's, as train].")
 @click.option("--weights", default="imagenet", show_default=True)
 @click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
-@click.option("--hub-handle")
+@click.option("--hub-handle", help="mobilenet: a TF Hub URL, SavedModel folder or .keras file, as train takes.")
 @click.option("--views", type=click.IntRange(1), default=4, show_default=True,
               help="Temporally shifted samplings per clip (train --train-views must match to reuse the cache).")
 @click.option("--batch-frames", type=click.IntRange(1), default=256, show_default=True,
@@ -157,30 +162,30 @@ def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, al
     With an INDEX.csv (from seqvision index) instead: one vector per window, per split, into --out
     (X_<split>.npy, y_<split>.npy, rows_<split>.csv, manifest.json); resumable.
     """
+    settings = {"weights": weights, "alpha": alpha, "hub_handle": hub_handle}
     if os.path.isfile(data_dir):
-        return _embed_index(data_dir, cache_root, backbone, seq_len, img_size, batch_frames,
-                            {"weights": weights, "alpha": alpha, "hub_handle": hub_handle}, **index_options)
+        return _embed_index(data_dir, cache_root, backbone, seq_len, img_size, batch_frames, settings, **index_options)
     from seqvision.backbones import build_backbone
     from seqvision.datasets import find_clips
     from seqvision.embeddings import get_embedding_cache
     from seqvision.training import VideoTrainConfig, backbone_identity, backbone_options
 
-    config = VideoTrainConfig(data_dir=data_dir, backbone=backbone, seq_len=seq_len, img_size=img_size,
-                              weights=weights, alpha=alpha, hub_handle=hub_handle)
+    img_size = img_size or BACKBONES[backbone].default_img_size
+    config = VideoTrainConfig(data_dir=data_dir, backbone=backbone, seq_len=seq_len, img_size=img_size, **settings)
     model = build_backbone(backbone, img_size, **backbone_options(config))
     cache = get_embedding_cache(find_clips(data_dir), model, backbone_identity(config), seq_len, img_size,
                                 cache_root, views=views, batch_frames=batch_frames)
     click.echo(str(cache.path))
 
 
-def _embed_index(index_csv, out_dir, backbone, seq_len, img_size, batch_frames, backbone_options, pool,
+def _embed_index(index_csv, out_dir, backbone, seq_len, img_size, batch_frames, backbone_settings, pool,
                  keep_frames, run_dir, videos_dir, chunk_rows, probe):
     """The INDEX.csv form of ``embed``."""
     from seqvision.clip_embeddings import backbone_encoder, export_clip_embeddings, probe_embeddings, run_encoder
 
     if not out_dir:
         raise click.UsageError("embed INDEX.csv needs --out DIR")
-    encoder = run_encoder(run_dir) if run_dir else backbone_encoder(backbone, img_size, **backbone_options)
+    encoder = run_encoder(run_dir) if run_dir else backbone_encoder(backbone, img_size, **backbone_settings)
     manifest = export_clip_embeddings(index_csv, out_dir, encoder, seq_len=seq_len, pool=pool, keep_frames=keep_frames,
                                       videos_dir=videos_dir, batch_frames=batch_frames, chunk_rows=chunk_rows)
     for entry in manifest["unreadable"]:

@@ -104,21 +104,16 @@ class ClipEncoder:
     seq_len: int | None = None  # fixed T of a "clips" model
 
 
-def _file_identity(value):
-    path = Path(str(value))
-    if isinstance(value, str) and path.is_file():
-        stat = path.stat()
-        return {"path": str(path.resolve()), "size": stat.st_size, "mtime": stat.st_mtime}
-    return value
+def backbone_encoder(name: str, img_size: int | None = None, **settings) -> ClipEncoder:
+    """A frozen backbone (``seqvision.backbones`` spec ``name``; ``settings`` such as ``weights``,
+    ``alpha``, ``hub_handle`` as ``train`` takes them), identified as the embedding cache does."""
+    from seqvision.backbones import backbone_spec, build_backbone
+    from seqvision.training import VideoTrainConfig, backbone_identity, backbone_options
 
-
-def backbone_encoder(name: str, img_size: int, **options) -> ClipEncoder:
-    """A frozen ``seqvision.backbones`` backbone (the one place this module builds one)."""
-    from seqvision.backbones import build_backbone
-
-    model = build_backbone(name, img_size, **options)
-    identity = {"name": name, **{k: _file_identity(v) for k, v in options.items()}}
-    return ClipEncoder("frames", model, identity, img_size, int(model.output_shape[-1]))
+    img_size = img_size or backbone_spec(name).default_img_size
+    config = VideoTrainConfig(data_dir="", backbone=name, img_size=img_size, **settings)
+    model = build_backbone(name, img_size, **backbone_options(config))
+    return ClipEncoder("frames", model, backbone_identity(config), img_size, int(model.output_shape[-1]))
 
 
 def run_encoder(run_dir: str | Path) -> ClipEncoder:

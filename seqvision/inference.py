@@ -21,16 +21,17 @@ def load_run(run_dir: str | Path) -> tuple[keras.Model, dict, list[str]]:
         raise ValueError(f"{run_dir}: not a finished run directory (missing {', '.join(missing)})")
     if any(any(b.iterdir()) for b in run_dir.glob("backup*") if b.is_dir()):
         log.warning("%s: training was interrupted; using the best model saved so far", run_dir)
-    import seqvision.backbones  # noqa: F401  (registers custom layers for deserialisation)
-    import seqvision.models  # noqa: F401
-
     model = load_model_file(run_dir / "model.keras")
     return model, read_json(run_dir / "config.json"), read_json(run_dir / "labels.json")
 
 
 def load_model_file(path: Path) -> keras.Model:
     """``keras.models.load_model``; a damaged ``.keras`` file is a ValueError saying so (Keras says
-    "File not found")."""
+    "File not found"). A SavedModel backbone copied into the run (``backbone/``) is found beside
+    ``path``, wherever the run folder now is."""
+    import seqvision.models  # noqa: F401  (registers custom layers for deserialisation, as does the next)
+    from seqvision.backbone_layers import backbone_files_root
+
     try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
@@ -38,7 +39,12 @@ def load_model_file(path: Path) -> keras.Model:
         damaged = str(error)
     if damaged:
         raise ValueError(f"{path}: damaged or truncated model file ({damaged}); restore it or train again")
-    return keras.models.load_model(path)
+    with backbone_files_root(Path(path).parent):
+        try:
+            return keras.models.load_model(path)
+        except TypeError as error:  # Keras wraps a layer's error (e.g. its SavedModel is gone) in TypeErrors
+            cause = str(error).strip().splitlines()[-1].removeprefix("Exception encountered: ")
+            raise ValueError(f"{path}: cannot load the model: {cause}") from None
 
 
 def predict_views(model: keras.Model, inputs: dict) -> np.ndarray:

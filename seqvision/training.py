@@ -3,7 +3,8 @@
 A run directory holds everything needed to evaluate or predict later:
 ``config.json`` (all settings, ``kind`` = ``video`` | ``features`` | ``skeleton``),
 ``labels.json``, ``model.keras`` (the best epoch so far, replaced atomically),
-``best.json``, ``history.csv``, ``training_curves.png``. An interrupted run leaves
+``best.json``, ``history.csv``, ``training_curves.png``, and ``backbone/`` when the frozen
+backbone came from a SavedModel or TF Hub URL (a copy). An interrupted run leaves
 ``backup/`` behind and resumes from it when started again with the same settings.
 """
 from __future__ import annotations
@@ -29,9 +30,6 @@ from seqvision.io import atomic_write_json, read_json
 from seqvision.rundir import staged_run_dir
 
 log = logging.getLogger(__name__)
-
-DEFAULT_IMG_SIZE = {"cnn": 64, "mobilenet": 224}
-
 
 @dataclass
 class VideoTrainConfig:
@@ -67,9 +65,9 @@ class VideoTrainConfig:
     keep: str = "last"  # "last" epoch (end of the cosine schedule) or "best" (lowest validation loss)
     patience: int = 8  # with keep="best": early stopping after this many epochs without improvement
     cache: str = "auto"  # decoded clips in memory: "auto" | "memory" | "none"
-    weights: str | None = "imagenet"  # mobilenet: "imagenet" | "none" | weights file
+    weights: str | None = "imagenet"  # keras.applications backbones: "imagenet" | "none" | weights file
     alpha: float = 1.0  # mobilenet width multiplier
-    hub_handle: str | None = None  # mobilenet from a TF Hub URL or SavedModel folder
+    hub_handle: str | None = None  # mobilenet: any image model from a TF Hub URL, SavedModel folder or .keras file
     fine_tune_at: int | None = None  # epoch after which the backbone's top layers train too
     unfreeze: int = 30  # backbone layers unfrozen for fine-tuning
     cache_dir: str | None = None  # embedding cache root; None = the user cache folder
@@ -393,24 +391,31 @@ def resolve_cache(cache: str, num_clips: int, seq_len: int, img_size: int, limit
 
 
 def backbone_options(config: VideoTrainConfig) -> dict:
-    """Keyword arguments of ``build_backbone`` for this config."""
-    if config.backbone == "mobilenet":
-        return {"weights": config.weights, "alpha": config.alpha, "hub_handle": config.hub_handle}
-    channels = 6 if config.frame_diff and config.appearance else 3
-    return {"channels": channels, "pooling": config.pooling, "filters": tuple(config.filters)}
+    """Keyword arguments of ``build_backbone`` for this config: the options its spec takes."""
+    from seqvision.backbones import BACKBONES, backbone_spec
+
+    if config.hub_handle and "hub_handle" not in backbone_spec(config.backbone).options:
+        takers = ", ".join(n for n, s in BACKBONES.items() if "hub_handle" in s.options)
+        raise ValueError(f"--hub-handle applies to the {takers} backbone, not {config.backbone}")
+    settings = {**dataclasses.asdict(config), "channels": 6 if config.frame_diff and config.appearance else 3}
+    options = {option: settings[option] for option in backbone_spec(config.backbone).options}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
 
 
 def backbone_identity(config: VideoTrainConfig) -> dict:
-    """What the embeddings of a frozen backbone depend on (part of the cache key)."""
+    """What the embeddings of a frozen backbone depend on (part of the cache key): its name and
+    options, with the files they name as path, size and newest mtime (a SavedModel or weights file
+    replaced in place must not reuse old embeddings)."""
+    from seqvision.backbones import backbone_spec
+
     identity = {"name": config.backbone, **backbone_options(config)}
-    weights, handle = identity.get("weights"), identity.get("hub_handle")
-    if handle and Path(handle).is_dir():  # a local SavedModel replaced in place must not reuse old embeddings
-        stats = [f.stat() for f in Path(handle).rglob("*") if f.is_file()]
-        identity["hub_handle"] = {"path": str(Path(handle).resolve()), "size": sum(s.st_size for s in stats),
-                                  "mtime": max((s.st_mtime for s in stats), default=0.0)}
-    elif weights not in (None, "none", "imagenet") and not handle:
-        stat = Path(weights).stat()
-        identity["weights"] = {"path": str(Path(weights).resolve()), "size": stat.st_size, "mtime": stat.st_mtime}
+    for option in backbone_spec(config.backbone).path_options:
+        path = Path(str(identity[option])) if identity[option] else None
+        if path is None or not path.exists():  # "imagenet", "none", unset, a URL
+            continue
+        stats = [f.stat() for f in path.rglob("*") if f.is_file()] if path.is_dir() else [path.stat()]
+        identity[option] = {"path": str(path.resolve()), "size": sum(s.st_size for s in stats),
+                            "mtime": max((s.st_mtime for s in stats), default=0.0)}
     return identity
 
 
@@ -480,21 +485,29 @@ def precision_policy(mixed: bool):
 def train_video(config: VideoTrainConfig, run_dir: str | Path, overwrite: bool = False) -> dict:
     """Train a frame-backbone + LSTM classifier on ``config.data_dir``; returns the best record.
 
-    ``cnn`` trains end to end on frames. ``mobilenet`` is frozen: its per-frame
-    embeddings are computed once into the embedding cache and only the LSTM head trains
-    on them; with ``fine_tune_at`` the top ``unfreeze`` backbone layers then train end to
-    end on frames at a tenth of the learning rate. Either way ``model.keras`` takes frames.
+    A backbone whose spec is not ``frozen`` (``cnn``) trains end to end on frames. A frozen one
+    (``mobilenet``, ``efficientnetv2b0``): its per-frame embeddings are computed once into the
+    embedding cache and only the LSTM head trains on them; with ``fine_tune_at`` the top
+    ``unfreeze`` backbone layers then train end to end on frames at a tenth of the learning rate.
+    Either way ``model.keras`` takes frames.
     A finished run in ``run_dir`` is replaced only with ``overwrite``, and only once the new
     one has finished (:func:`seqvision.rundir.staged_run_dir`).
     """
-    if config.backbone not in DEFAULT_IMG_SIZE:
-        raise ValueError(f"unknown backbone {config.backbone!r}; choose one of {sorted(DEFAULT_IMG_SIZE)}")
-    if config.fine_tune_at is not None and config.backbone != "mobilenet":
-        raise ValueError("--fine-tune-at applies to the pretrained mobilenet backbone only")
-    if config.fine_tune_at is not None and config.hub_handle:
-        raise ValueError("fine-tuning needs the keras.applications MobileNetV2; TF Hub models are used frozen")
+    from seqvision.backbone_layers import backbone_files_root, is_url
+    from seqvision.backbones import BACKBONES, backbone_spec
+
+    spec = backbone_spec(config.backbone)
+    if config.fine_tune_at is not None and not spec.fine_tunable:
+        raise ValueError(f"--fine-tune-at applies to pretrained backbones "
+                         f"({', '.join(n for n, s in BACKBONES.items() if s.fine_tunable)}), not {spec.name}")
+    if config.fine_tune_at is not None and config.hub_handle and not config.hub_handle.endswith(".keras"):
+        raise ValueError("fine-tuning needs Keras layers: TF Hub models and SavedModels are used frozen "
+                         "(a .keras file can be fine-tuned)")
+    # A SavedModel path made absolute: while training, relative handles name the run's own copies.
+    hub_handle = config.hub_handle if not config.hub_handle or is_url(config.hub_handle) else \
+        str(Path(config.hub_handle).resolve())
     # Lists, as config.json gives them back: a resumed run compares the two.
-    config = dataclasses.replace(config, img_size=config.img_size or DEFAULT_IMG_SIZE[config.backbone],
+    config = dataclasses.replace(config, img_size=config.img_size or spec.default_img_size, hub_handle=hub_handle,
                                  filters=list(config.filters),
                                  flip_pairs=list(config.flip_pairs) if config.flip_pairs else None)
     run_dir = Path(run_dir)
@@ -504,17 +517,20 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path, overwrite: bool =
         from seqvision.labels import mirror_classes
 
         mirror_classes(config.flip_pairs, labels)  # an unknown class is refused before anything is written
-    if config.backbone != "cnn" and (config.flip or config.flip_pairs) and config.fine_tune_at is None:
+    if spec.frozen and (config.flip or config.flip_pairs) and config.fine_tune_at is None:
         log.warning("flips act on frames: with a frozen %s they apply only while fine-tuning (--fine-tune-at)",
                     config.backbone)
-    with staged_run_dir(run_dir, dataclasses.asdict(config), overwrite) as (work_dir, resuming):
+    # The run's model.keras names a copied SavedModel relative to the run folder (copy_saved_models_into_run).
+    with staged_run_dir(run_dir, dataclasses.asdict(config), overwrite) as (work_dir, resuming), \
+            backbone_files_root(work_dir):
         return _train_video_in(config, work_dir, resuming, train_clips, val_clips, labels)
 
 
 def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, train_clips, val_clips,
                     labels: list[str]) -> dict:
     """:func:`train_video` in the folder chosen for it."""
-    from seqvision.backbones import build_backbone
+    from seqvision.backbone_layers import copy_saved_models_into_run
+    from seqvision.backbones import backbone_spec, build_backbone
     from seqvision.datasets import make_clip_dataset
     from seqvision.labels import mirror_classes
     from seqvision.models import build_video_classifier
@@ -525,7 +541,8 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     head_options = dict(units=config.units, num_layers=config.num_layers, bidirectional=config.bidirectional,
                         dropout=config.dropout, head=config.head, feature_diff=config.feature_diff)
-    frame_options = dict(head_options, frame_diff=config.frame_diff and config.backbone == "cnn",
+    spec = backbone_spec(config.backbone)
+    frame_options = dict(head_options, frame_diff=config.frame_diff and "channels" in spec.options,
                          appearance=config.appearance)
 
     def frame_datasets():
@@ -544,9 +561,11 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
         # Functions restored from a SavedModel loaded under a strategy scope fail when called in a
         # replica (TF: "graph generated from the cross-replica context"); the Hub model is frozen,
         # so plain variables lose nothing.
-        with contextlib.nullcontext() if config.hub_handle else strategy.scope():
+        saved_model = config.hub_handle and not config.hub_handle.endswith(".keras")
+        with contextlib.nullcontext() if saved_model else strategy.scope():
             backbone = build_backbone(config.backbone, config.img_size, **backbone_options(config))
-        if config.backbone == "cnn":
+        copy_saved_models_into_run(backbone, run_dir)
+        if not spec.frozen:
             train_ds, val_ds = frame_datasets()
             _, best = fit_classifier(
                 lambda: build_video_classifier(backbone, len(labels), config.img_size, **frame_options),

@@ -88,7 +88,7 @@ def test_evaluate_on_a_non_run_is_a_clear_error(tmp_path, video_tree):
     assert result.exit_code != 0
     assert "not a run directory" in result.output and "Traceback" not in result.output
     result = _runner().invoke(main, ["train", str(video_tree), "--out", str(tmp_path / "run"), "--backbone", "vgg"])
-    assert result.exit_code == 1 and "unknown backbone 'vgg'; choose one of ['cnn', 'mobilenet']" in result.output
+    assert result.exit_code == 2 and "'vgg' is not one of 'cnn', 'efficientnetv2b0', 'mobilenet'" in result.output
     assert not (tmp_path / "run").exists()
 
 
