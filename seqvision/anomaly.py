@@ -363,7 +363,7 @@ def load_detector(det_dir: str | Path) -> Detector:
         arrays = {k: stored[k] for k in stored.files}
     mean, scale = arrays.pop("mean"), arrays.pop("scale")
     if info["kind"] == "ae":
-        from seqvision.inference import load_model_file
+        from seqvision.model_files import load_model_file
 
         arrays["model"] = load_model_file(det_dir / "autoencoder.keras")
     return Detector(info["kind"], mean, scale, arrays, info["settings"], float(info["threshold"]), info)

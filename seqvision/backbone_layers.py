@@ -85,8 +85,8 @@ class HubImageFeatures(layers.Layer):
         super().__init__(**kwargs)
         self.handle = str(handle)
         path = resolve_handle(self.handle)
-        self._module = _load_hub_module(path)  # owns the variables: keep it referenced
-        self._features, spec = _image_function(self._module, path)
+        self._module = load_saved_model(path)  # owns the variables: keep it referenced
+        self._features, spec = image_function(self._module, path)
         self.image_size = tuple(spec.shape[1:3]) if None not in spec.shape[1:3] else None
         self._input_dtype = spec.dtype
         self.output_dim = output_dim or _probe_output_dim(self, path, probe_size)
@@ -107,7 +107,8 @@ class HubImageFeatures(layers.Layer):
         return {**super().get_config(), "handle": self.handle, "output_dim": self.output_dim}
 
 
-def _load_hub_module(handle: str):
+def load_saved_model(handle: str):
+    """``hub.load(handle)``: a TF Hub URL or a local SavedModel folder; ValueError saying why not."""
     import tensorflow_hub as hub
 
     try:
@@ -122,7 +123,7 @@ def _not_an_image_model(handle: str, found: str) -> ValueError:
     return ValueError(f"{handle}: no signature maps images [B, H, W, 3] to vectors [B, D]: {found}")
 
 
-def _image_function(module, handle: str):
+def image_function(module, handle: str):
     """``(function of images [B, H, W, 3], its input TensorSpec)`` of a loaded SavedModel.
 
     TF Hub models are called (``__call__``); others through their ``serve`` (Keras

@@ -53,7 +53,7 @@ def load_image_classifier(model: str | Path) -> ImageClassifier:
                              "handle)")
         import keras
 
-        from seqvision.inference import load_model_file
+        from seqvision.model_files import load_model_file
 
         keras_model = load_model_file(path) if path.suffix.lower() == ".keras" else keras.models.load_model(path)
         return ImageClassifier(lambda x: np.asarray(keras_model.predict_on_batch(x)),
@@ -62,12 +62,12 @@ def load_image_classifier(model: str | Path) -> ImageClassifier:
         raise ValueError(f"{path}: not a SavedModel folder (no saved_model.pb)")
     import tensorflow as tf
 
-    from seqvision.backbones import _image_function, _load_hub_module
+    from seqvision.backbone_layers import image_function, load_saved_model
 
-    module = _load_hub_module(str(model))
-    function = _image_function(module, str(model))
-    return ImageClassifier(lambda x: np.asarray(function(tf.constant(x))), _saved_model_side(function),
-                           "0..1", owner=module)
+    module = load_saved_model(str(model))
+    function, spec = image_function(module, str(model))
+    return ImageClassifier(lambda x: np.asarray(function(tf.constant(x, spec.dtype))),
+                           _square_side(tuple(spec.shape)), "0..1", owner=module)
 
 
 def _square_side(shape) -> int | None:
@@ -75,16 +75,6 @@ def _square_side(shape) -> int | None:
     if len(shape) == 4 and shape[1] and shape[1] == shape[2]:
         return int(shape[1])
     return None
-
-
-def _saved_model_side(function) -> int | None:
-    """The input side a SavedModel's image function fixes, when it says."""
-    try:
-        concrete = function.concrete_functions[0] if hasattr(function, "concrete_functions") else None
-        spec = concrete.structured_input_signature[0][0] if concrete is not None else None
-        return _square_side(tuple(spec.shape)) if spec is not None else None
-    except (AttributeError, IndexError, TypeError):
-        return None
 
 
 def read_labels(path: str | Path) -> list[str]:

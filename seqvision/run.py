@@ -37,17 +37,22 @@ def run_kind(run_dir: str | Path) -> str:
 
 
 def load_run(run_dir: str | Path) -> Run:
-    """The finished run in ``run_dir`` (written by ``train`` or ``train-skeleton``), model loaded."""
+    """The finished run in ``run_dir`` (written by ``train`` or ``train-skeleton``), model loaded.
+
+    A run whose training was interrupted still loads (with a warning): its ``model.keras`` is the
+    last epoch saved."""
+    from seqvision.model_files import load_model_file
+    from seqvision.rundir import has_backup
+
     run_dir = Path(run_dir)
-    if run_kind(run_dir) == "skeleton":
-        from seqvision.skeleton import load_skeleton_run
-
-        model, config, labels = load_skeleton_run(run_dir)
-    else:
-        from seqvision.inference import load_run as load_video_run
-
-        model, config, labels = load_video_run(run_dir)
-    return Run(run_dir, config.get("kind", "video"), config, list(labels), model)
+    kind = run_kind(run_dir)
+    missing = [n for n in ("labels.json", "model.keras") if not (run_dir / n).exists()]
+    if missing:
+        raise SeqvisionError(f"{run_dir}: not a finished run directory (missing {', '.join(missing)})")
+    if has_backup(run_dir):
+        log.warning("%s: training was interrupted; using the model saved last", run_dir)
+    model = load_model_file(run_dir / "model.keras")
+    return Run(run_dir, kind, read_json(run_dir / "config.json"), list(read_json(run_dir / "labels.json")), model)
 
 
 @dataclass
@@ -142,8 +147,6 @@ class Run:
         return np.zeros((0, len(self.labels)), np.float32)
 
     def _array_proba(self, frames: np.ndarray, mask, batch_size: int | None) -> np.ndarray:
-        from seqvision.inference import predict_views
-
         frames = np.asarray(frames)
         if frames.ndim != 5 or frames.shape[-1] != 3:
             raise SeqvisionError(f"frames must be [N, T, H, W, 3] RGB, got shape {frames.shape}")
@@ -161,7 +164,6 @@ class Run:
     def _video_rows(self, paths: list, top_k: int, views: int, batch_size: int | None,
                     keep_probabilities: bool) -> list[dict]:
         from seqvision.datasets import load_clip_views
-        from seqvision.inference import predict_views
         from seqvision.sampling import view_offsets
         from seqvision.video import VideoError
 
@@ -196,8 +198,6 @@ class Run:
 
     def _video_labelled(self, data, list_file, views: int, batch_size: int | None):
         from seqvision.datasets import clips_in_list, find_clips, make_clip_dataset
-        from seqvision.inference import predict_views
-
         clips = find_clips(data)
         if list_file:
             clips = clips_in_list(clips, list_file)
@@ -313,3 +313,15 @@ def keypoint_annotations(keypoints: np.ndarray, mask=None, img_shape: Sequence[i
             annotation["img_shape"] = tuple(img_shape)
         annotations.append(annotation)
     return annotations
+
+
+def predict_views(model, inputs: dict) -> np.ndarray:
+    """Probabilities ``[B, K]`` for ``frames [B, T, S, S, 3]``, or the mean over views for
+    ``frames [B, V, T, S, S, 3]`` with ``mask [B, V, T]``."""
+    frames, mask = np.asarray(inputs["frames"]), np.asarray(inputs["mask"])
+    if frames.ndim == 5:
+        return model.predict_on_batch({"frames": frames, "mask": mask})
+    batch, views = frames.shape[:2]
+    probs = model.predict_on_batch({"frames": frames.reshape(batch * views, *frames.shape[2:]),
+                                    "mask": mask.reshape(batch * views, -1)})
+    return np.asarray(probs).reshape(batch, views, -1).mean(axis=1)

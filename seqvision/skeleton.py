@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from seqvision.io import atomic_write_json, read_json
+from seqvision.io import atomic_write_json
 from seqvision.labels import mirror_classes
 from seqvision.skeleton_data import (SkeletonDataError, SkeletonPickle, SkeletonSamples, read_label_names,
                                      read_skeleton_pickle, resolve_classes, select_samples)
@@ -202,24 +202,6 @@ def _fit_skeleton(config: SkeletonTrainConfig, run_dir: Path, resuming: bool, la
                              resuming)
     return {**best, "num_train": len(train_arrays),
             "num_val": len(val_arrays) if val_arrays else 0}
-
-
-def load_skeleton_run(run_dir: str | Path):
-    """``(model, config, labels)`` of a run directory written by ``train_skeleton``."""
-    import seqvision.models  # noqa: F401  (custom layers for deserialisation)
-
-    run_dir = Path(run_dir)
-    missing = [n for n in ("config.json", "labels.json", "model.keras") if not (run_dir / n).exists()]
-    if missing:
-        raise ValueError(f"{run_dir}: not a finished run directory (missing {', '.join(missing)})")
-    config = read_json(run_dir / "config.json")
-    if config.get("kind") != "skeleton":
-        raise ValueError(f"{run_dir}: a {config.get('kind')!r} run, not a skeleton run")
-    if (run_dir / "backup").is_dir():
-        log.warning("%s: training was interrupted; using the best model saved so far", run_dir)
-    from seqvision.inference import load_model_file
-
-    return load_model_file(run_dir / "model.keras"), config, read_json(run_dir / "labels.json")
 
 
 def predict_probs(model, arrays: SkeletonArrays, config: dict, batch_size: int = 128) -> np.ndarray:

@@ -189,7 +189,7 @@ def test_imagenet_weights_are_saved_inside_model_keras(tmp_path, monkeypatch):
     """A run from ``--weights imagenet`` (here the same weights from a file) needs no download to load."""
     if not IMAGENET_WEIGHTS.exists():
         pytest.skip(f"real ImageNet MobileNetV2 weights not found at {IMAGENET_WEIGHTS.resolve()}")
-    from seqvision.inference import load_model_file
+    from seqvision.model_files import load_model_file
     from seqvision.models import build_video_classifier
 
     backbone = build_backbone("mobilenet", IMG, weights=str(IMAGENET_WEIGHTS))

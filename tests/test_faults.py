@@ -459,7 +459,7 @@ def test_classes_without_data_are_refused(tmp_path):
 
 
 def test_truncated_model_is_reported_as_damaged(run_copy):
-    from seqvision.inference import load_run
+    from seqvision.run import load_run
 
     _, run = run_copy
     model = run / "model.keras"

@@ -110,7 +110,7 @@ def test_frame_difference_input_sees_the_direction_of_time():
 
 def test_multi_view_prediction_is_the_mean_of_single_views(tmp_path):
     from seqvision.datasets import load_clip_views
-    from seqvision.inference import predict_views
+    from seqvision.run import predict_views
     from seqvision.sampling import view_offsets
 
     import cv2
