@@ -161,3 +161,28 @@ def test_export_refuses_an_existing_folder_and_replaces_it_with_overwrite(tmp_pa
     result = CliRunner().invoke(main, ["export", str(tmp_path), str(tmp_path / "other")])
     assert result.exit_code != 0 and "not a run directory" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "other").exists()
+
+
+def test_full_length_skeleton_run_exports_any_length_and_refuses_tflite_clearly(tmp_path):
+    from seqvision.skeleton import load_skeleton_run, train_skeleton
+    from seqvision.skeleton_synth import make_synthetic_skeleton_dataset
+
+    ann = tmp_path / "synthetic.pkl"
+    make_synthetic_skeleton_dataset(ann, num_per_class=3, num_classes=2, seed=5, min_frames=12, max_frames=20)
+    train_skeleton(ann, tmp_path / "run", epochs=1, units=8, batch_size=8, seq_len=None, val_fraction=0.0)
+    result = CliRunner().invoke(main, ["export", str(tmp_path / "run"), str(tmp_path / "export"), "--tflite"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "--tflite needs a run with a fixed sequence length" in result.output
+    assert not (tmp_path / "export").exists() and not list(tmp_path.glob(".export.*"))
+
+    out = _export(tmp_path / "run", tmp_path / "export")
+    model, _, _ = load_skeleton_run(tmp_path / "run")
+    dim = model.input["keypoints"].shape[-1]
+    assert json.loads((out / "signature.json").read_text())["inputs"]["keypoints"]["shape"] == [None, None, dim]
+    rng = np.random.default_rng(2)
+    for steps in (9, 17):
+        keypoints = rng.normal(size=(2, steps, dim)).astype(np.float32)
+        mask = np.arange(steps)[None, :] < np.array([steps, steps - 4])[:, None]  # the second one padded
+        keypoints[~mask] = 0
+        expected = model.predict_on_batch({"keypoints": keypoints, "mask": mask})
+        np.testing.assert_allclose(_serve(out, keypoints=keypoints, mask=mask), expected, atol=TOLERANCE, rtol=0)
