@@ -121,6 +121,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, tflite: bool = False, o
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise ValueError(f"{out_dir} already exists; pass --overwrite to replace it, or choose another OUT_DIR")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file, not an export folder; choose another OUT_DIR")
     model, config, labels = _load(run_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
