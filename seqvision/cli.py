@@ -256,6 +256,22 @@ def predict_command(run_dir, inputs, split, top_k, views, as_json):
         raise click.ClickException("no input could be read")
 
 
+@main.command("export")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--tflite", is_flag=True, help="Also write OUT_DIR/model.tflite (batch size 1).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT_DIR (once the new export is complete).")
+@friendly_errors
+def export_command(run_dir, out_dir, tflite, overwrite):
+    """SavedModel of RUN_DIR for serving: signature 'serve' (frames uint8 or keypoints, mask) -> probabilities.
+
+    Also writes labels.json and signature.json (input names, dtypes, shapes, run settings).
+    """
+    from seqvision.export import export_run
+
+    click.echo(str(export_run(run_dir, out_dir, tflite=tflite, overwrite=overwrite)))
+
+
 @main.command("train-skeleton")
 @click.argument("ann_path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False), help="Run directory.")

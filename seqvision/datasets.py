@@ -11,6 +11,8 @@ Decoding and resizing are deterministic and may be cached; random augmentation
 from __future__ import annotations
 
 import logging
+import mmap
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -252,12 +254,36 @@ def augment_clip(frames, generator: tf.random.Generator, min_crop_area: float, f
     return tf.cast(tf.clip_by_value(tf.round(cropped), 0, 255), tf.uint8)
 
 
+def read_feature_views(features: np.ndarray, rows: np.ndarray, views: np.ndarray) -> np.ndarray:
+    """``features[rows, views]`` as float32 ``[B, T, D]``.
+
+    From a memmap of a whole ``.npy`` file (``np.load(mmap_mode="r")``) the items are read with
+    ``os.preadv``: indexing the map would leave every page read mapped into this process, so one
+    epoch over a 4 GB cache would add 4 GB to its resident memory (page cache the kernel may
+    reclaim, but counted all the same).
+    """
+    whole_file = (isinstance(features, np.memmap) and isinstance(features.base, mmap.mmap)
+                  and features.flags.c_contiguous
+                  and len(features.base) == features.nbytes + features.offset % mmap.ALLOCATIONGRANULARITY)
+    if not whole_file:
+        return np.asarray(features[rows, views], np.float32)
+    out = np.empty((len(rows), *features.shape[2:]), features.dtype)
+    item_bytes = out[0].nbytes
+    with open(features.filename, "rb") as f:
+        for item, row, view in zip(out, rows, views):
+            start = features.offset + (int(row) * features.shape[1] + int(view)) * item_bytes
+            if os.preadv(f.fileno(), [item], start) != item_bytes:
+                raise OSError(f"{features.filename}: short read at byte {start} (file truncated?)")
+    return out.astype(np.float32)
+
+
 def make_feature_dataset(features: np.ndarray, masks: np.ndarray, labels: np.ndarray, rows: np.ndarray,
                          batch_size: int, training: bool = False, seed: int = 0) -> tf.data.Dataset:
     """Batched ``({"features": float32 [B, T, D], "mask": bool [B, T]}, label)`` from cached embeddings.
 
     ``features`` is ``[N, V, T, D]`` (V temporally shifted views per clip), typically a float16
-    memmap: batches are read from it as they are needed, never all ``rows`` at once.
+    memmap: batches are read from it as they are needed, never all ``rows`` at once
+    (:func:`read_feature_views`).
     ``training`` shuffles and takes one random view per clip and epoch; otherwise every view of
     every row is an element.
     """
@@ -271,7 +297,7 @@ def make_feature_dataset(features: np.ndarray, masks: np.ndarray, labels: np.nda
         ds = tf.data.Dataset.from_tensor_slices((np.repeat(rows, views), np.tile(np.arange(views), len(rows))))
 
     def gather(batch_rows, batch_views):
-        return (np.asarray(features[batch_rows, batch_views], np.float32), masks[batch_rows],
+        return (read_feature_views(features, batch_rows, batch_views), masks[batch_rows],
                 labels[batch_rows].astype(np.int32))
 
     def read(batch_rows, batch_views):

@@ -187,6 +187,7 @@ def prepare_run_dir(run_dir: str | Path, config: dict) -> bool:
             shutil.rmtree(backup, ignore_errors=True)
         for stale in [*run_dir.glob("*best.json"), *run_dir.glob("history*.csv")]:
             stale.unlink(missing_ok=True)
+        shutil.rmtree(tensorboard_dir(run_dir), ignore_errors=True)
         atomic_write_json(config_path, config)
     return resuming
 
@@ -212,6 +213,7 @@ def fit_classifier(
     phase: str = "",
     weight_decay: float = 0.0,
     keep: str = "best",
+    steps_per_epoch: int | None = None,
 ) -> tuple[keras.Model, dict]:
     """Build and compile under ``strategy``, fit with checkpoints; return ``(best model, best record)``.
 
@@ -224,7 +226,9 @@ def fit_classifier(
     the default stage writes ``model.keras``, ``best.json``, ``backup/``, ``history.csv``.
     ``keep="best"`` keeps the epoch with the lowest validation loss and stops early after
     ``patience`` epochs without improvement; ``keep="last"`` trains every epoch and keeps the last.
-    Keras progress goes to stderr so stdout stays free for machine-readable output.
+    Keras progress goes to stderr so stdout stays free for machine-readable output; TensorBoard
+    scalars go to :func:`tensorboard_dir`. ``steps_per_epoch`` (batches per epoch) is needed only by
+    the multi-worker loop, for a dataset of unknown length.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -233,7 +237,8 @@ def fit_classifier(
         val_ds = masks_as_float(val_ds) if val_ds is not None else None
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         # Keras 3 model.fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585).
-        return fit_custom_loop(build_model, train_ds, run_dir, epochs, lr, strategy, phase, weight_decay)
+        return fit_custom_loop(build_model, train_ds, run_dir, epochs, lr, strategy, phase, weight_decay,
+                               steps_per_epoch)
     suffix = f"_{phase}" if phase else ""
     checkpoint = run_dir / (f"{phase}.keras" if phase else "model.keras")
     record = run_dir / (f"{phase}_best.json" if phase else "best.json")
@@ -248,6 +253,8 @@ def fit_classifier(
         BestModelCheckpoint(checkpoint, record, monitor=monitor, keep=keep),
         *([keras.callbacks.EarlyStopping(monitor=monitor, patience=patience)] if keep == "best" else []),
         keras.callbacks.CSVLogger(str(history), append=resuming and history.exists()),
+        # Reads the learning rate the scheduler above set; a resumed run continues at its next epoch.
+        keras.callbacks.TensorBoard(str(tensorboard_dir(run_dir, phase)), write_graph=False),
         keras.callbacks.TerminateOnNaN(),
         # After those: an epoch counts as done only once its checkpoint and history row are written.
         ResumableBackup(str(run_dir / f"backup{suffix}")),
@@ -273,6 +280,13 @@ def fit_classifier(
     with strategy.scope():
         model.set_weights(keras.models.load_model(checkpoint).get_weights())
     return model, best
+
+
+def tensorboard_dir(run_dir: str | Path, phase: str = "") -> Path:
+    """Where a run's TensorBoard event files go: ``RUN_DIR/logs/`` (``RUN_DIR/logs/<phase>/`` for a
+    named stage), with ``train/`` and ``validation/`` inside holding per-epoch ``epoch_loss``,
+    ``epoch_accuracy`` and ``epoch_learning_rate`` (step = 0-based epoch)."""
+    return Path(run_dir) / "logs" / phase if phase else Path(run_dir) / "logs"
 
 
 def make_optimizer(lr: float, weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
@@ -306,15 +320,17 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 def fit_custom_loop(build_model: Callable[[], keras.Model], train_ds: tf.data.Dataset, run_dir: str | Path,
                     epochs: int, lr: float, strategy: tf.distribute.Strategy, phase: str = "",
-                    weight_decay: float = 0.0) -> keras.Model:
+                    weight_decay: float = 0.0, steps_per_epoch: int | None = None) -> keras.Model:
     """Train with ``strategy.run`` (works under ``MultiWorkerMirroredStrategy``).
 
     ``train_ds`` is batched with the global batch; each worker reads its own shard.
     Every worker runs the same number of steps (the data repeats), which collective
-    all-reduce needs. Adam with the same cosine decay as :func:`fit_classifier` (and loss
-    scaling under ``mixed_float16``). Only the chief writes ``model.keras`` /
-    ``history.csv`` / ``best.json``; there is no validation pass, early stopping or resume
-    in this mode. Returns ``(model after the last epoch, its record)``.
+    all-reduce needs: ``train_ds.cardinality()`` batches per epoch, or ``steps_per_epoch`` when
+    that is unknown (a dataset that skips unreadable clips; counting would decode it all once).
+    Adam with the same cosine decay as :func:`fit_classifier` (and loss scaling under
+    ``mixed_float16``). Only the chief writes ``model.keras`` / ``history.csv`` / ``best.json``
+    and the TensorBoard scalars; there is no validation pass, early stopping or resume in this
+    mode. Returns ``(model after the last epoch, its record)``.
     """
     run_dir = Path(run_dir)
     chief = is_chief(strategy)
@@ -322,7 +338,10 @@ def fit_custom_loop(build_model: Callable[[], keras.Model], train_ds: tf.data.Da
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     steps = int(train_ds.cardinality())
     if steps <= 0:
-        steps = sum(1 for _ in train_ds)
+        if not steps_per_epoch:
+            raise ValueError("the training dataset's length is unknown: pass steps_per_epoch "
+                             "(training clips / global batch, rounded up)")
+        steps = steps_per_epoch
     dist_ds = strategy.experimental_distribute_dataset(train_ds.repeat().with_options(options))
     with strategy.scope():
         model = build_model()
@@ -352,14 +371,22 @@ def fit_custom_loop(build_model: Callable[[], keras.Model], train_ds: tf.data.Da
 
     iterator = iter(dist_ds)
     rows = ["epoch,accuracy,loss"]
+    summaries = tf.summary.create_file_writer(str(tensorboard_dir(run_dir, phase) / "train")) if chief else None
     for epoch in range(epochs):
-        optimizer.learning_rate.assign(cosine_learning_rate(lr, epoch, epochs))
+        learning_rate = cosine_learning_rate(lr, epoch, epochs)
+        optimizer.learning_rate.assign(learning_rate)
         losses, correct, count = [], 0.0, 0.0
         for _ in range(steps):
             loss, c, n = train_step(iterator)
             losses.append(float(loss))
             correct, count = correct + float(c), count + float(n)
         rows.append(f"{epoch},{correct / max(count, 1):.6f},{np.mean(losses):.6f}")
+        if summaries is not None:
+            with summaries.as_default(step=epoch):  # the names keras.callbacks.TensorBoard writes
+                tf.summary.scalar("epoch_loss", np.mean(losses))
+                tf.summary.scalar("epoch_accuracy", correct / max(count, 1))
+                tf.summary.scalar("epoch_learning_rate", learning_rate)
+            summaries.flush()
         log.info("epoch %d/%d: loss %.4f, accuracy %.4f", epoch + 1, epochs, np.mean(losses),
                  correct / max(count, 1))
     record = {"epoch": epochs, "score": [-float(np.mean(losses)), correct / max(count, 1)],
@@ -539,6 +566,7 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
 
     strategy = make_strategy(config.strategy)
     global_batch = config.batch_size * strategy.num_replicas_in_sync
+    steps_per_epoch = -(-len(train_clips) // global_batch)  # frame datasets skip unreadable clips: length unknown
     head_options = dict(units=config.units, num_layers=config.num_layers, bidirectional=config.bidirectional,
                         dropout=config.dropout, head=config.head, feature_diff=config.feature_diff)
     spec = backbone_spec(config.backbone)
@@ -570,7 +598,7 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
             _, best = fit_classifier(
                 lambda: build_video_classifier(backbone, len(labels), config.img_size, **frame_options),
                 train_ds, val_ds, run_dir, config.epochs, config.lr, config.patience, strategy, resuming,
-                weight_decay=config.weight_decay, keep=config.keep)
+                weight_decay=config.weight_decay, keep=config.keep, steps_per_epoch=steps_per_epoch)
             return best
 
         model, best = train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, run_dir,
@@ -582,7 +610,8 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
         train_ds, val_ds = frame_datasets()
         model, best = fit_classifier(lambda: model, train_ds, val_ds, run_dir, config.epochs - config.fine_tune_at,
                                      config.lr * 0.1, config.patience, strategy, resuming, phase="finetune",
-                                     weight_decay=config.weight_decay, keep=config.keep)
+                                     weight_decay=config.weight_decay, keep=config.keep,
+                                     steps_per_epoch=steps_per_epoch)
         best = {**best, "phase": "finetune"}
         if is_chief(strategy):
             save_model_atomic(model, run_dir / "model.keras")

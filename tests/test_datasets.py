@@ -183,3 +183,41 @@ def test_training_takes_one_view_per_clip_and_flip_pairs_swap_labels(tmp_path):
     ds = make_clip_dataset(clips * 40, ["left", "right"], seq_len=2, img_size=16, batch_size=80, training=True)
     (_, labels), = list(ds)
     assert not labels.numpy().any()  # the default never flips, so never relabels
+
+
+def _rss_file_bytes() -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) * 1024
+    pytest.skip("no RssFile in /proc/self/status (not Linux)")
+
+
+def _write_feature_cache(path, clips, steps=16, dim=1280):
+    """``features.npy`` float16 ``[clips, 1, steps, dim]``, clip i holding ``i % 1000``, opened read-only."""
+    features = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(clips, 1, steps, dim))
+    for begin in range(0, clips, 500):
+        features[begin:begin + 500] = np.arange(begin, min(begin + 500, clips))[:, None, None, None] % 1000
+    del features
+    return np.load(path, mmap_mode="r")
+
+
+def test_feature_dataset_streams_a_memmap_without_keeping_it_resident(tmp_path):
+    from seqvision.datasets import make_feature_dataset, read_feature_views
+
+    clips, steps = 2000, 16  # 82 MB of float16
+    features = _write_feature_cache(tmp_path / "features.npy", clips, steps)
+    rows, views = np.array([5, 1999, 0, 5]), np.zeros(4, np.int64)
+    np.testing.assert_array_equal(read_feature_views(features, rows, views), np.asarray(features[rows, views]))
+    np.testing.assert_array_equal(read_feature_views(features[10:], rows[1:] // 2, views[1:]),  # a slice: indexed
+                                  np.asarray(features[10:][rows[1:] // 2, views[1:]]))
+
+    def dataset(cache):
+        return make_feature_dataset(cache, np.ones((len(cache), steps), bool), np.arange(len(cache)) % 3,
+                                    np.arange(len(cache)), 256, training=True)
+
+    list(dataset(_write_feature_cache(tmp_path / "warm_up.npy", 300, steps)))  # TensorFlow's own first-use pages
+    before = _rss_file_bytes()
+    seen = np.concatenate([x["features"][:, 0, 0].numpy() for x, _ in dataset(features)])
+    grown = _rss_file_bytes() - before
+    assert sorted(seen) == sorted(np.arange(clips) % 1000)  # every clip once
+    assert grown < 20e6, f"resident file pages grew by {grown / 1e6:.0f} MB reading an 82 MB cache"

@@ -108,7 +108,8 @@ def test_two_workers_on_localhost_agree(tmp_path):
     first, second = np.load(tmp_path / "worker0.npy"), np.load(tmp_path / "worker1.npy")
     np.testing.assert_allclose(first, second, atol=1e-6)
     written = sorted(p.name for p in (tmp_path / "run").iterdir())  # by the chief (worker 0) only
-    assert written == ["best.json", "history.csv", "model.keras", "training_curves.png"]
+    assert written == ["best.json", "history.csv", "logs", "model.keras", "training_curves.png"]
+    assert len(list((tmp_path / "run" / "logs" / "train").glob("events.out.tfevents.*"))) == 1  # TensorBoard
     history = (tmp_path / "run" / "history.csv").read_text().splitlines()
     assert len(history) == 3
     # The logged loss is the mean over the global batch, not divided again by the replica count:
