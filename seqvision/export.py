@@ -27,6 +27,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from seqvision.errors import SeqvisionError
 from seqvision.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -39,19 +40,8 @@ _SUMMARY_KEYS = ("kind", "backbone", "img_size", "seq_len", "head", "units", "nu
 _MOBILENET_KEYS = ("alpha", "weights", "hub_handle")
 
 
-class ExportError(ValueError):
+class ExportError(SeqvisionError):
     """A run that cannot be exported in the asked-for form; the message says why."""
-
-
-def _load(run_dir: Path):
-    """``(model, config, labels)`` of a video or skeleton run."""
-    from seqvision.inference import load_run, run_kind
-
-    if run_kind(run_dir) == "skeleton":
-        from seqvision.skeleton import load_skeleton_run
-
-        return load_skeleton_run(run_dir)
-    return load_run(run_dir)
 
 
 def serving_inputs(model, config: dict, batch: int | None = None) -> dict:
@@ -116,14 +106,16 @@ def export_run(run_dir: str | Path, out_dir: str | Path, tflite: bool = False, o
     export leaves nothing, and an existing ``out_dir`` is replaced only with ``overwrite``.
     """
     from seqvision.diskspace import with_path
-    from seqvision.rundir import _exchange
+    from seqvision.rundir import exchange_folders
+    from seqvision.run import load_run
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise ValueError(f"{out_dir} already exists; pass --overwrite to replace it, or choose another OUT_DIR")
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"{out_dir} is a file, not an export folder; choose another OUT_DIR")
-    model, config, labels = _load(run_dir)
+    run = load_run(run_dir)
+    model, config, labels = run.model, run.config, run.labels
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
     try:
@@ -135,7 +127,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, tflite: bool = False, o
             atomic_write_json(work / "signature.json", _signature_summary(model, config, labels, tflite))
             os.chmod(work, 0o777 & ~_umask())
             if out_dir.exists():
-                _exchange(work, out_dir)
+                exchange_folders(work, out_dir)
             else:
                 os.rename(work, out_dir)
     finally:

@@ -52,7 +52,7 @@ def _remove_stale_siblings(run_dir: Path) -> None:
             shutil.rmtree(sibling, ignore_errors=True)
 
 
-def _exchange(a: Path, b: Path) -> None:
+def exchange_folders(a: Path, b: Path) -> None:
     """Swap two folders in one step (Linux ``renameat2(RENAME_EXCHANGE)``), else by two renames."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -97,7 +97,7 @@ def staged_run_dir(run_dir: str | Path, config: dict, overwrite: bool = False):
             yield work, resuming
             (work / INCOMPLETE).unlink()
             if not in_place and (work / "model.keras").exists():  # multi-worker: only the chief's has one
-                _exchange(work, run_dir)
+                exchange_folders(work, run_dir)
                 log.info("replaced the earlier run in %s", run_dir)
             if not in_place:
                 shutil.rmtree(work)

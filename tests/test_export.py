@@ -72,7 +72,7 @@ def _check_files(out_dir, input_names, labels):
 def test_cnn_run_exports_savedmodel_and_tflite_equal_to_the_run(video_tree, tmp_path):
     import tensorflow as tf
 
-    from seqvision.inference import load_run, predict_views
+    from seqvision.run import load_run
 
     run = _train_video_run(video_tree, tmp_path / "run")
     out = _export(run, tmp_path / "export", "--tflite")
@@ -85,9 +85,8 @@ def test_cnn_run_exports_savedmodel_and_tflite_equal_to_the_run(video_tree, tmp_
     assert {"serve", "serving_default"} <= set(loaded.signatures)
     assert loaded.signatures["serving_default"].structured_input_signature[1]["frames"].dtype == tf.uint8
 
-    model, _, _ = load_run(run)
     frames, mask = _frames_with_padding(np.random.default_rng(0))
-    expected = predict_views(model, {"frames": frames, "mask": mask})
+    expected = load_run(run).predict_proba(frames, mask)
     exported = _serve(out, frames=frames, mask=mask)
     assert exported.dtype == np.float32 and exported.shape == (3, 2)
     np.testing.assert_allclose(exported, expected, atol=TOLERANCE, rtol=0)
@@ -96,7 +95,7 @@ def test_cnn_run_exports_savedmodel_and_tflite_equal_to_the_run(video_tree, tmp_
 
 
 def test_mobilenet_run_exports_equal_to_the_run(video_tree, tmp_path):
-    from seqvision.inference import load_run, predict_views
+    from seqvision.run import load_run
 
     run = _train_video_run(video_tree, tmp_path / "run", "--backbone", "mobilenet", "--weights", "none",
                            "--alpha", "0.35", "--cache-dir", str(tmp_path / "cache"))
@@ -105,23 +104,25 @@ def test_mobilenet_run_exports_equal_to_the_run(video_tree, tmp_path):
     assert signature["run"]["backbone"] == "mobilenet" and signature["run"]["alpha"] == 0.35
     assert not (out / "model.tflite").exists()
 
-    model, _, _ = load_run(run)
     frames, mask = _frames_with_padding(np.random.default_rng(1))
-    np.testing.assert_allclose(_serve(out, frames=frames, mask=mask),
-                               predict_views(model, {"frames": frames, "mask": mask}), atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(_serve(out, frames=frames, mask=mask), load_run(run).predict_proba(frames, mask),
+                               atol=TOLERANCE, rtol=0)
 
 
 def test_skeleton_run_exports_equal_to_the_run(tmp_path):
-    from seqvision.skeleton import (load_skeleton_arrays, load_skeleton_run, predict_probs, read_skeleton_pickle,
-                                    skeleton_inputs, train_skeleton)
+    from seqvision.run import load_run
+    from seqvision.skeleton import load_skeleton_arrays, train_skeleton
+    from seqvision.skeleton_data import read_skeleton_pickle
+    from seqvision.skeleton_inputs import skeleton_inputs
     from seqvision.skeleton_synth import make_synthetic_skeleton_dataset
 
     ann = tmp_path / "synthetic.pkl"
     make_synthetic_skeleton_dataset(ann, num_per_class=4, num_classes=2, seed=3, min_frames=12, max_frames=30)
     train_skeleton(ann, tmp_path / "run", epochs=1, units=8, batch_size=8, seq_len=24, val_fraction=0.0)
     out = _export(tmp_path / "run", tmp_path / "export", "--tflite")
-    model, config, labels = load_skeleton_run(tmp_path / "run")
-    signature = _check_files(out, ["keypoints", "mask"], labels)
+    run = load_run(tmp_path / "run")
+    model, config = run.model, run.config
+    signature = _check_files(out, ["keypoints", "mask"], run.labels)
     dim = model.input["keypoints"].shape[-1]
     assert signature["inputs"]["keypoints"] == {"dtype": "float32", "shape": [None, 24, dim]}
     assert signature["run"]["kind"] == "skeleton"
@@ -130,7 +131,7 @@ def test_skeleton_run_exports_equal_to_the_run(tmp_path):
     keypoints, mask = skeleton_inputs(arrays, None, config["seq_len"], config["use_score"])
     assert (~mask[:, -1]).any(), "no padded sequence: lower min_frames"
     exported = _serve(out, keypoints=keypoints, mask=mask)
-    np.testing.assert_allclose(exported, predict_probs(model, arrays, config), atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(exported, run.predict_proba(ann, split="test1"), atol=TOLERANCE, rtol=0)
     np.testing.assert_allclose(_tflite_probabilities(out / "model.tflite", keypoints=keypoints, mask=mask),
                                exported, atol=TOLERANCE, rtol=0)
 
@@ -164,7 +165,8 @@ def test_export_refuses_an_existing_folder_and_replaces_it_with_overwrite(tmp_pa
 
 
 def test_full_length_skeleton_run_exports_any_length_and_refuses_tflite_clearly(tmp_path):
-    from seqvision.skeleton import load_skeleton_run, train_skeleton
+    from seqvision.run import load_run
+    from seqvision.skeleton import train_skeleton
     from seqvision.skeleton_synth import make_synthetic_skeleton_dataset
 
     ann = tmp_path / "synthetic.pkl"
@@ -176,7 +178,7 @@ def test_full_length_skeleton_run_exports_any_length_and_refuses_tflite_clearly(
     assert not (tmp_path / "export").exists() and not list(tmp_path.glob(".export.*"))
 
     out = _export(tmp_path / "run", tmp_path / "export")
-    model, _, _ = load_skeleton_run(tmp_path / "run")
+    model = load_run(tmp_path / "run").model
     dim = model.input["keypoints"].shape[-1]
     assert json.loads((out / "signature.json").read_text())["inputs"]["keypoints"]["shape"] == [None, None, dim]
     rng = np.random.default_rng(2)
