@@ -324,7 +324,7 @@ def save_detector(detector: Detector, det_dir: str | Path, overwrite: bool = Fal
     The files are staged in a sibling folder and renamed into place; an existing detector folder
     is replaced only with ``overwrite``.
     """
-    from seqvision.rundir import _exchange
+    from seqvision.rundir import exchange_folders
 
     det_dir = Path(det_dir)
     if det_dir.exists() and any(det_dir.iterdir()):
@@ -343,7 +343,7 @@ def save_detector(detector: Detector, det_dir: str | Path, overwrite: bool = Fal
                 detector.arrays["model"].save(staged / "autoencoder.keras")
             atomic_write_json(staged / DETECTOR_FILE, detector.info)
             if det_dir.exists():
-                _exchange(staged, det_dir)
+                exchange_folders(staged, det_dir)
                 shutil.rmtree(staged)
             else:
                 os.rename(staged, det_dir)
