@@ -96,7 +96,7 @@ def main() -> int:
 
     from seqvision.datasets import make_feature_dataset
     from seqvision.models import build_sequence_classifier
-    from seqvision.training import fit_classifier, make_strategy
+    from seqvision.fitting import fit_classifier, make_strategy
 
     folder = Path(tempfile.mkdtemp(prefix="seqvision-bench-memory-", dir=args.tmp))
     try:

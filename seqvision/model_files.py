@@ -1,9 +1,11 @@
 """Saving and loading ``.keras`` model files: atomic writes, damaged files named, run-relative backbones."""
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
+from seqvision.diskspace import with_path
 from seqvision.errors import SeqvisionError
 
 
@@ -29,3 +31,15 @@ def load_model_file(path: str | Path):
         except TypeError as error:  # Keras wraps a layer's error (e.g. its SavedModel is gone) in TypeErrors
             cause = str(error).strip().splitlines()[-1].removeprefix("Exception encountered: ")
             raise SeqvisionError(f"{path}: cannot load the model: {cause}") from None
+
+
+def save_model_atomic(model, path: Path) -> None:
+    """``model.save(path)`` through a temporary file: ``path`` is always a whole model."""
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    try:
+        with with_path(path):
+            model.save(tmp)
+            os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -76,7 +76,7 @@ def staged_run_dir(run_dir: str | Path, config: dict, overwrite: bool = False):
     ``config`` is written to the training folder's ``config.json`` (:func:`prepare_run_dir`).
     An ENOSPC error without a file name is given ``run_dir``.
     """
-    from seqvision.training import prepare_run_dir
+    from seqvision.fitting import prepare_run_dir
 
     run_dir = Path(run_dir)
     _remove_stale_siblings(run_dir)

@@ -181,7 +181,7 @@ def _fit_skeleton(config: SkeletonTrainConfig, run_dir: Path, resuming: bool, la
                   train_arrays: SkeletonArrays, val_arrays: SkeletonArrays | None) -> dict:
     """:func:`train_skeleton` in the folder chosen for it."""
     from seqvision.models import build_sequence_classifier
-    from seqvision.training import fit_classifier, make_strategy
+    from seqvision.fitting import fit_classifier, make_strategy
 
     atomic_write_json(run_dir / "labels.json", labels)
     strategy = make_strategy(config.strategy)

@@ -31,7 +31,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
 from seqvision.models import build_sequence_classifier
-from seqvision.training import fit_classifier
+from seqvision.fitting import fit_classifier
 replicas, out, run_dir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 keras.utils.set_random_seed(0)
 strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(replicas)])
@@ -46,7 +46,7 @@ WORKER = TOY_DATA + """
 import sys
 import tensorflow as tf
 import keras
-from seqvision.training import fit_custom_loop, make_strategy
+from seqvision.fitting import fit_custom_loop, make_strategy
 from seqvision.models import build_sequence_classifier
 out, run_dir = sys.argv[1], sys.argv[2]
 strategy = make_strategy("multiworker")
@@ -119,7 +119,7 @@ def test_two_workers_on_localhost_agree(tmp_path):
 
 
 def test_multiworker_without_tf_config_is_a_clear_error(monkeypatch):
-    from seqvision.training import make_strategy
+    from seqvision.fitting import make_strategy
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ValueError, match="TF_CONFIG"):

@@ -125,7 +125,7 @@ SKELETON = dict(epochs=1, units=8, batch_size=8, seq_len=8, val_fraction=0)
 
 
 def test_skeleton_run_is_refused_without_overwrite_and_swapped_with_it(tmp_path):
-    import seqvision.training as training
+    import seqvision.fitting as fitting
     from seqvision.skeleton import train_skeleton
 
     ann = _skeleton_data(tmp_path)
@@ -135,17 +135,17 @@ def test_skeleton_run_is_refused_without_overwrite_and_swapped_with_it(tmp_path)
     with pytest.raises(ValueError, match="--overwrite"):
         train_skeleton(ann, run, **{**SKELETON, "units": 4})
     assert _files(run) == before
-    fit = training.fit_classifier
+    fit = fitting.fit_classifier
 
     def killed(*args, **kwargs):
         raise RuntimeError("killed in training")
 
-    training.fit_classifier = killed
+    fitting.fit_classifier = killed
     try:
         with pytest.raises(RuntimeError, match="killed in training"):
             train_skeleton(ann, run, overwrite=True, **{**SKELETON, "units": 4})
     finally:
-        training.fit_classifier = fit
+        fitting.fit_classifier = fit
     assert _files(run) == before
     train_skeleton(ann, run, overwrite=True, **{**SKELETON, "units": 4})
     assert json.loads((run / "config.json").read_text())["units"] == 4
@@ -319,7 +319,7 @@ def test_resume_from_a_truncated_backup(tmp_path):
     from test_training import StopAfterEpoch, _toy_datasets
 
     from seqvision.models import build_sequence_classifier
-    from seqvision.training import fit_classifier, make_strategy, prepare_run_dir
+    from seqvision.fitting import fit_classifier, make_strategy, prepare_run_dir
 
     train_ds, val_ds = _toy_datasets()
     strategy = make_strategy()
@@ -413,7 +413,7 @@ def test_training_without_a_finite_loss_says_so(tmp_path):
     import tensorflow as tf
 
     from seqvision.models import build_sequence_classifier
-    from seqvision.training import fit_classifier, make_strategy
+    from seqvision.fitting import fit_classifier, make_strategy
 
     x = np.full((8, 5, 1), np.nan, np.float32)
     ds = tf.data.Dataset.from_tensor_slices(({"features": x, "mask": np.ones((8, 5), bool)},

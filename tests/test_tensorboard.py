@@ -8,7 +8,7 @@ import tensorflow as tf
 from click.testing import CliRunner
 
 from seqvision.cli import main
-from seqvision.training import cosine_learning_rate
+from seqvision.fitting import cosine_learning_rate
 
 EPOCH_SCALARS = ("epoch_loss", "epoch_accuracy", "epoch_learning_rate")
 
@@ -62,7 +62,7 @@ def test_resumed_run_appends_each_epoch_once(tmp_path):
     from test_training import StopAfterEpoch, _toy_datasets
 
     from seqvision.models import build_sequence_classifier
-    from seqvision.training import fit_classifier, make_strategy, prepare_run_dir
+    from seqvision.fitting import fit_classifier, make_strategy, prepare_run_dir
 
     train_ds, val_ds = _toy_datasets()
     strategy = make_strategy()
@@ -89,7 +89,7 @@ def test_custom_loop_logs_scalars_and_counts_steps_without_reading_the_data(tmp_
     from test_training import _toy_datasets
 
     from seqvision.models import build_sequence_classifier
-    from seqvision.training import fit_custom_loop, make_strategy
+    from seqvision.fitting import fit_custom_loop, make_strategy
 
     train_ds, _ = _toy_datasets()
     unknown_length = train_ds.filter(lambda inputs, label: True)  # as a dataset that skips unreadable clips

@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from seqvision.io import read_json
 from seqvision.models import build_sequence_classifier
-from seqvision.training import cosine_learning_rate, fit_classifier, make_strategy, prepare_run_dir, resolve_cache
+from seqvision.fitting import cosine_learning_rate, fit_classifier, make_strategy, prepare_run_dir
+from seqvision.training import resolve_cache
 
 
 def _toy_datasets(seed=0):
@@ -94,7 +95,7 @@ def test_cosine_learning_rate_decays_from_lr_to_five_percent():
 def test_mixed_precision_keeps_probabilities_float32_and_restores_the_policy(tmp_path):
     from seqvision.backbones import build_backbone
     from seqvision.models import build_video_classifier
-    from seqvision.training import precision_policy
+    from seqvision.fitting import precision_policy
 
     before = keras.config.dtype_policy().name
     with precision_policy(True):
