@@ -67,16 +67,8 @@ class TemporalDifference(layers.Layer):
         return {**super().get_config(), "scale": self.scale, "offset": self.offset, "keep_input": self.keep_input}
 
 
-def masked_lstm_head(
-    sequence,
-    mask,
-    num_classes: int,
-    units: int = 128,
-    num_layers: int = 1,
-    bidirectional: bool = False,
-    dropout: float = 0.3,
-    name: str = "head",
-):
+def masked_lstm_head(sequence, mask, num_classes: int, units: int = 128, num_layers: int = 1,
+                     bidirectional: bool = False, dropout: float = 0.3, name: str = "head"):
     """Apply stacked (Bi)LSTMs to ``sequence [B, T, D]`` under ``mask [B, T]`` bool.
 
     Returns class probabilities ``[B, num_classes]`` (float32 even under mixed precision).
@@ -90,26 +82,22 @@ def masked_lstm_head(
         if bidirectional:
             lstm = layers.Bidirectional(lstm, name=f"{name}_bilstm{i}")
         x = lstm(x, mask=mask)
-    x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
-    return layers.Dense(num_classes, activation="softmax", dtype="float32", name=f"{name}_probs")(x)
+    return _class_probabilities(x, num_classes, dropout, name)
 
 
-def masked_mean_head(
-    sequence,
-    mask,
-    num_classes: int,
-    units: int = 128,
-    num_layers: int = 1,
-    bidirectional: bool = False,
-    dropout: float = 0.3,
-    name: str = "head",
-):
+def masked_mean_head(sequence, mask, num_classes: int, units: int = 128, num_layers: int = 1,
+                     bidirectional: bool = False, dropout: float = 0.3, name: str = "head"):
     """Order-free baseline: average ``sequence [B, T, D]`` over valid steps, then an MLP.
 
     Same signature as ``masked_lstm_head`` (``num_layers`` and ``bidirectional`` unused).
     """
     x = layers.GlobalAveragePooling1D(name=f"{name}_masked_mean")(sequence, mask=mask)
     x = layers.Dense(units, activation="relu", name=f"{name}_dense")(x)
+    return _class_probabilities(x, num_classes, dropout, name)
+
+
+def _class_probabilities(x, num_classes: int, dropout: float, name: str):
+    """Dropout, then softmax probabilities ``[B, num_classes]`` in float32 (also under mixed precision)."""
     x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
     return layers.Dense(num_classes, activation="softmax", dtype="float32", name=f"{name}_probs")(x)
 
@@ -124,20 +112,11 @@ def temporal_head(head: str):
     return TEMPORAL_HEADS[head]
 
 
-def build_sequence_classifier(
-    feature_dim: int,
-    num_classes: int,
-    input_name: str = "features",
-    seq_len: int | None = None,
-    units: int = 128,
-    num_layers: int = 1,
-    bidirectional: bool = False,
-    dropout: float = 0.3,
-    input_dropout: float = 0.0,
-    head: str = "lstm",
-    feature_diff: bool = False,
-    name: str = "sequence_classifier",
-) -> keras.Model:
+def build_sequence_classifier(feature_dim: int, num_classes: int, input_name: str = "features",
+                              seq_len: int | None = None, units: int = 128, num_layers: int = 1,
+                              bidirectional: bool = False, dropout: float = 0.3, input_dropout: float = 0.0,
+                              head: str = "lstm", feature_diff: bool = False,
+                              name: str = "sequence_classifier") -> keras.Model:
     """Classifier over per-step vectors: ``{input_name: [B, T, D], "mask": [B, T]} -> [B, K]``.
 
     Used for cached backbone embeddings (``input_name="features"``) and skeletons
@@ -160,22 +139,11 @@ def _temporal_model(sequence, mask, num_classes, units, num_layers, bidirectiona
     return temporal_head(head)(x, mask, num_classes, units, num_layers, bidirectional, dropout)
 
 
-def build_video_classifier(
-    backbone: keras.Model,
-    num_classes: int,
-    img_size: int,
-    seq_len: int | None = None,
-    units: int = 128,
-    num_layers: int = 1,
-    bidirectional: bool = False,
-    dropout: float = 0.3,
-    input_dropout: float = 0.0,
-    head: str = "lstm",
-    frame_diff: bool = False,
-    feature_diff: bool = False,
-    appearance: bool = True,
-    name: str = "video_classifier",
-) -> keras.Model:
+def build_video_classifier(backbone: keras.Model, num_classes: int, img_size: int, seq_len: int | None = None,
+                           units: int = 128, num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.3,
+                           input_dropout: float = 0.0, head: str = "lstm", frame_diff: bool = False,
+                           feature_diff: bool = False, appearance: bool = True,
+                           name: str = "video_classifier") -> keras.Model:
     """``{"frames": [B, T, H, W, 3] in 0..255, "mask": [B, T] bool} -> [B, K]``.
 
     ``FrameEncoder(backbone)`` (a batched ``TimeDistributed``) turns each frame into a
