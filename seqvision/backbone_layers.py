@@ -16,6 +16,8 @@ from pathlib import Path
 import keras
 from keras import layers, ops
 
+from seqvision.errors import SeqvisionError
+
 RUN_BACKBONE_DIR = "backbone"  # where a run keeps the SavedModels its model.keras refers to
 # A run's model.keras names its copied SavedModel relative to the run folder; loading resolves
 # it against the folder set here (the run being loaded or trained), so the run can be moved.
@@ -114,7 +116,7 @@ def load_saved_model(handle: str):
     try:
         module = hub.load(handle)
     except Exception as error:  # hub raises many types (OSError, ValueError, URL errors)
-        raise ValueError(f"cannot load TF Hub model {handle!r}: {error}. Without internet, pass a local "
+        raise SeqvisionError(f"cannot load TF Hub model {handle!r}: {error}. Without internet, pass a local "
                          "SavedModel folder or set TFHUB_CACHE_DIR to a cache that holds it") from None
     return module
 
@@ -176,7 +178,7 @@ def load_keras_image_model(path: str | Path) -> keras.Model:
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for files it cannot read
-        raise ValueError(f"{path}: cannot load this .keras file: {error}") from None
+        raise SeqvisionError(f"{path}: cannot load this .keras file: {error}") from None
     shapes = [tuple(i.shape) for i in model.inputs]
     outputs = [tuple(o.shape) for o in model.outputs]
     if len(shapes) != 1 or len(shapes[0]) != 4 or shapes[0][-1] not in (None, 3) or outputs[0:1] != outputs \
@@ -247,4 +249,4 @@ def _local_folder(handle: str) -> str:
     try:
         return hub.resolve(handle)
     except Exception as error:  # hub raises many types (OSError, ValueError, URL errors)
-        raise ValueError(f"cannot load TF Hub model {handle!r}: {error}") from None
+        raise SeqvisionError(f"cannot load TF Hub model {handle!r}: {error}") from None

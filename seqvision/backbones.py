@@ -12,6 +12,8 @@ import functools
 from dataclasses import dataclass
 from typing import Callable
 
+from seqvision.errors import SeqvisionError
+
 # Keras' default 0.99 keeps ~20% of the initial statistics after 160 steps (20 epochs of 60 clips),
 # so a small dataset is evaluated with stale moving averages; 0.9 tracks them within ~20 steps.
 BN_MOMENTUM = 0.9
@@ -59,7 +61,7 @@ def build_cnn_backbone(img_size: int, filters: tuple[int, ...] = (32, 64, 128, 1
     from seqvision.backbone_layers import CoordinateChannels
 
     if pooling not in ("grid", "gap"):
-        raise ValueError(f"pooling must be grid or gap, got {pooling!r}")
+        raise SeqvisionError(f"pooling must be grid or gap, got {pooling!r}")
     images = keras.Input((img_size, img_size, channels), name="images")
     x = _scale_pixels(images, pixel_range)
     x = CoordinateChannels(name="coords")(x)
@@ -149,7 +151,7 @@ BACKBONES = {
 def backbone_spec(name: str) -> BackboneSpec:
     """The spec called ``name``; a ValueError naming the choices for an unknown one."""
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
+        raise SeqvisionError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
     return BACKBONES[name]
 
 

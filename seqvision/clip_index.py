@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqvision.errors import SeqvisionError
 from seqvision.io import atomic_write_json, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ _SPLIT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # a split names files (X_<split>.
 def window_ranges(n_frames: int, clip_len: int, stride: int) -> list[tuple[int, int]]:
     """``[(start, end)]`` windows over ``n_frames`` frames, end exclusive (tail: see module doc)."""
     if n_frames < 1 or clip_len < 1 or stride < 1:
-        raise ValueError(f"n_frames, clip_len and stride must be >= 1, got {n_frames}, {clip_len}, {stride}")
+        raise SeqvisionError(f"n_frames, clip_len and stride must be >= 1, got {n_frames}, {clip_len}, {stride}")
     if n_frames <= clip_len:
         return [(0, n_frames)]
     starts = list(range(0, n_frames - clip_len + 1, stride))
@@ -71,7 +72,7 @@ def assign_splits(videos: list[tuple[str, str]], val_fraction: float, test_fract
     as far as whole videos allow.
     """
     if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
-        raise ValueError(f"val and test fractions must be >= 0 and sum to < 1, got {val_fraction}, {test_fraction}")
+        raise SeqvisionError(f"val and test fractions must be >= 0 and sum to < 1, got {val_fraction}, {test_fraction}")
     rng = np.random.default_rng(seed)
     by_category = defaultdict(list)
     for category, path in sorted(videos):
@@ -85,7 +86,7 @@ def assign_splits(videos: list[tuple[str, str]], val_fraction: float, test_fract
     keyed.sort()
     n_test, n_val = _share(len(keyed), test_fraction), _share(len(keyed), val_fraction)
     if n_test + n_val >= len(keyed):
-        raise ValueError(f"{len(keyed)} videos are too few for val_fraction={val_fraction} and "
+        raise SeqvisionError(f"{len(keyed)} videos are too few for val_fraction={val_fraction} and "
                          f"test_fraction={test_fraction}: none would be left for training")
     return {path: ("test" if i < n_test else "val" if i < n_test + n_val else "train")
             for i, (_, _, path) in enumerate(keyed)}
@@ -96,14 +97,14 @@ def read_split_file(path: str | Path) -> dict[str, str]:
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames or not {"path", "split"} <= set(reader.fieldnames):
-            raise ValueError(f"{path}: a split file needs the columns path,split (got {reader.fieldnames})")
+            raise SeqvisionError(f"{path}: a split file needs the columns path,split (got {reader.fieldnames})")
         splits = {}
         for line, row in enumerate(reader, start=2):
             video, split = Path(row["path"].strip()).as_posix(), row["split"].strip()
             if not _SPLIT_NAME.match(split):
-                raise ValueError(f"{path}:{line}: split name {split!r} must be letters, digits, _ or -")
+                raise SeqvisionError(f"{path}:{line}: split name {split!r} must be letters, digits, _ or -")
             if splits.get(video, split) != split:
-                raise ValueError(f"{path}:{line}: {video} is listed in two splits ({splits[video]}, {split})")
+                raise SeqvisionError(f"{path}:{line}: {video} is listed in two splits ({splits[video]}, {split})")
             splits[video] = split
     return splits
 
@@ -152,9 +153,9 @@ def build_clip_index(videos_dir: str | Path, out_csv: str | Path, *, clip_len: i
     from seqvision.frames import find_videos
 
     if clip_len < 1 or (every_seconds is None and (stride is None or stride < 1)):
-        raise ValueError(f"clip_len and stride must be >= 1, got {clip_len}, {stride}")
+        raise SeqvisionError(f"clip_len and stride must be >= 1, got {clip_len}, {stride}")
     if every_seconds is not None and every_seconds <= 0:
-        raise ValueError(f"every_seconds must be > 0, got {every_seconds}")
+        raise SeqvisionError(f"every_seconds must be > 0, got {every_seconds}")
     videos_dir = Path(videos_dir)
     found = [(category, path, path.relative_to(videos_dir).as_posix()) for category, path in find_videos(videos_dir)]
     skipped = []
@@ -180,7 +181,7 @@ def build_clip_index(videos_dir: str | Path, out_csv: str | Path, *, clip_len: i
     for entry in skipped:
         log.warning("skipping %s: %s", videos_dir / entry["path"], entry["reason"])
     if not readable:
-        raise ValueError(f"{videos_dir}: no readable video to index")
+        raise SeqvisionError(f"{videos_dir}: no readable video to index")
     splits = (listed if split_file is not None
               else assign_splits([(c, rel) for c, rel, _, _ in readable], val_fraction, test_fraction, seed))
     rows = []
@@ -217,7 +218,7 @@ def index_videos_dir(index_csv: str | Path, videos_dir: str | Path | None = None
         return Path(videos_dir)
     sidecar = sidecar_path(index_csv)
     if not sidecar.exists():
-        raise ValueError(f"{index_csv}: no sidecar {sidecar.name} saying where the videos are; pass --videos-dir")
+        raise SeqvisionError(f"{index_csv}: no sidecar {sidecar.name} saying where the videos are; pass --videos-dir")
     return Path(read_json(sidecar)["videos_dir"])
 
 
@@ -235,16 +236,16 @@ def read_clip_index(index_csv: str | Path) -> list[dict]:
     with open(index_csv, newline="") as f:
         reader = csv.DictReader(f)
         if tuple(reader.fieldnames or ()) != INDEX_COLUMNS:
-            raise ValueError(f"{index_csv}: not a clip index; expected the columns {','.join(INDEX_COLUMNS)}, "
+            raise SeqvisionError(f"{index_csv}: not a clip index; expected the columns {','.join(INDEX_COLUMNS)}, "
                              f"got {','.join(reader.fieldnames or [])}")
         rows = []
         for line, row in enumerate(reader, start=2):
             try:
                 rows.append({**row, **{k: int(row[k]) for k in _INT_COLUMNS}, "fps": float(row["fps"])})
             except (TypeError, ValueError):
-                raise ValueError(f"{index_csv}:{line}: a number column holds {row}") from None
+                raise SeqvisionError(f"{index_csv}:{line}: a number column holds {row}") from None
     if not rows:
-        raise ValueError(f"{index_csv}: the index has no rows")
+        raise SeqvisionError(f"{index_csv}: the index has no rows")
     return rows
 
 

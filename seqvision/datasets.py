@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from seqvision.errors import SeqvisionError
 from seqvision.frame_folders import (MIN_FRAMES, find_videos, frame_files, list_frame_clips, read_frame_folder,
                                      too_few_frames_reason)
 from seqvision.sampling import sample_uniform_indices, view_offsets
@@ -58,17 +59,17 @@ def find_clips(data_dir: str | Path) -> list[Clip]:
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise ValueError(f"{data_dir}: not a folder")
+        raise SeqvisionError(f"{data_dir}: not a folder")
     frame_clips = list_frame_clips(data_dir)
     try:
         videos = find_videos(data_dir)
     except ValueError:
         videos = []
     if frame_clips and videos:
-        raise ValueError(f"{data_dir}: holds both frame folders and video files; use one kind per folder")
+        raise SeqvisionError(f"{data_dir}: holds both frame folders and video files; use one kind per folder")
     found = frame_clips or videos
     if not found:
-        raise ValueError(f"{data_dir}: no clips found; expected {data_dir}/<label>/<clip>.mp4|avi|… "
+        raise SeqvisionError(f"{data_dir}: no clips found; expected {data_dir}/<label>/<clip>.mp4|avi|… "
                          "or frame folders written by `seqvision extract-frames`")
     return [Clip(Path(path), label) for label, path in found]
 
@@ -83,7 +84,7 @@ def clips_in_list(clips: list[Clip], list_file: str | Path) -> list[Clip]:
             wanted.add(f"{label}/{_stem(Path(file))}")
     kept = [c for c in clips if c.key in wanted]
     if not kept:
-        raise ValueError(f"{list_file}: none of its {len(wanted)} entries match the clips found")
+        raise SeqvisionError(f"{list_file}: none of its {len(wanted)} entries match the clips found")
     if len(kept) < len(wanted):
         log.warning("%s: %d of %d listed clips were not found", list_file, len(wanted) - len(kept), len(wanted))
     return kept

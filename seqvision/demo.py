@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from seqvision.errors import SeqvisionError
 from seqvision.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def render_clip(label: str, scene: Scene, num_frames: int, width: int, height: i
         x = np.full(num_frames, rng.uniform(0.4, 0.6) * width)
         y = np.full(num_frames, rng.uniform(0.4, 0.6) * height)
     else:
-        raise ValueError(f"unknown demo class {label!r}; choose one of {DEMO_CLASSES}")
+        raise SeqvisionError(f"unknown demo class {label!r}; choose one of {DEMO_CLASSES}")
     frames = np.empty((num_frames, height, width, 3), np.uint8)
     for i in range(num_frames):
         frame = np.empty((height, width, 3), np.float32)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from seqvision.diskspace import allocate_npy, with_path
+from seqvision.errors import SeqvisionError
 from seqvision.io import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class EmbeddingCache:
         paths = [str(Path(c.path).resolve()) for c in clips]
         missing = [path for path in paths if path not in row_of]
         if missing:
-            raise ValueError(f"{self.path}: {len(missing)} clips are not in this cache, e.g. {missing[0]}")
+            raise SeqvisionError(f"{self.path}: {len(missing)} clips are not in this cache, e.g. {missing[0]}")
         return np.array([row_of[path] for path in paths], np.int64)
 
 
@@ -240,7 +241,7 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
     del features
     if not lengths.any():
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ValueError(f"none of the {len(clips)} clips could be read (see the warnings above); no cache written")
+        raise SeqvisionError(f"none of the {len(clips)} clips could be read (see the warnings above); no cache written")
     np.save(tmp / "lengths.npy", lengths)
     if hasattr(backbone, "save_weights") and backbone.weights:
         backbone.save_weights(tmp / "backbone.weights.h5")

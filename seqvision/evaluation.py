@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from seqvision.diskspace import with_path
+from seqvision.errors import SeqvisionError
 from seqvision.io import atomic_write_text
 
 
@@ -24,7 +25,7 @@ def classification_metrics(y_true, probs, labels: list[str], top_k: tuple[int, .
     probs = np.asarray(probs, dtype=np.float64)
     num_classes = len(labels)
     if probs.ndim != 2 or probs.shape[1] != num_classes or len(y_true) != len(probs):
-        raise ValueError(f"probs must be [N, {num_classes}] for {len(y_true)} labels, got {probs.shape}")
+        raise SeqvisionError(f"probs must be [N, {num_classes}] for {len(y_true)} labels, got {probs.shape}")
     y_pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
     class_ids = list(range(num_classes))
     cm = confusion_matrix(y_true, y_pred, labels=class_ids) if len(y_true) else np.zeros((num_classes,) * 2, int)

@@ -111,9 +111,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, tflite: bool = False, o
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if out_dir.exists() and not overwrite:
-        raise ValueError(f"{out_dir} already exists; pass --overwrite to replace it, or choose another OUT_DIR")
+        raise SeqvisionError(f"{out_dir} already exists; pass --overwrite to replace it, or choose another OUT_DIR")
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"{out_dir} is a file, not an export folder; choose another OUT_DIR")
+        raise SeqvisionError(f"{out_dir} is a file, not an export folder; choose another OUT_DIR")
     run = load_run(run_dir)
     model, config, labels = run.model, run.config, run.labels
     out_dir.parent.mkdir(parents=True, exist_ok=True)

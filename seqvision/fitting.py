@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from seqvision.errors import SeqvisionError
 from seqvision.evaluation import plot_training_curves
 from seqvision.io import atomic_write_json, read_json
 from seqvision.model_files import save_model_atomic
@@ -40,10 +41,10 @@ def make_strategy(kind: str = "mirrored") -> tf.distribute.Strategy:
     ``multiworker``: ``MultiWorkerMirroredStrategy`` configured from ``TF_CONFIG``.
     """
     if kind not in STRATEGIES:
-        raise ValueError(f"unknown strategy {kind!r}; choose one of {STRATEGIES}")
+        raise SeqvisionError(f"unknown strategy {kind!r}; choose one of {STRATEGIES}")
     if kind == "multiworker":
         if "TF_CONFIG" not in os.environ:
-            raise ValueError("--strategy multiworker needs TF_CONFIG (see README: multi-worker training)")
+            raise SeqvisionError("--strategy multiworker needs TF_CONFIG (see README: multi-worker training)")
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     else:
         strategy = tf.distribute.MirroredStrategy()
@@ -65,7 +66,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
     def __init__(self, path: Path, record_path: Path, monitor: str = "val_loss", keep: str = "best"):
         super().__init__()
         if keep not in KEEP_CHOICES:
-            raise ValueError(f"keep must be one of {KEEP_CHOICES}, got {keep!r}")
+            raise SeqvisionError(f"keep must be one of {KEEP_CHOICES}, got {keep!r}")
         self.keep = keep
         self.path = Path(path)
         self.monitor = monitor
@@ -111,7 +112,7 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
                 shutil.copyfile(self._prev_training_metadata_path, self._training_metadata_path)
             self._load_model()
         except (OSError, ValueError, KeyError) as error:
-            raise ValueError(f"{self.backup_dir}: the saved training state is damaged ({error}); delete "
+            raise SeqvisionError(f"{self.backup_dir}: the saved training state is damaged ({error}); delete "
                              f"{self.backup_dir} to restart this run from its first epoch") from None
 
 
@@ -130,7 +131,7 @@ def prepare_run_dir(run_dir: str | Path, config: dict) -> bool:
         saved = read_json(config_path)
         if saved != config:
             changed = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
-            raise ValueError(f"{run_dir} holds an interrupted run with other settings ({', '.join(changed)}); "
+            raise SeqvisionError(f"{run_dir} holds an interrupted run with other settings ({', '.join(changed)}); "
                              "use another --out, or pass --overwrite to start over")
         log.info("resuming the interrupted run in %s", run_dir)
     else:
@@ -218,10 +219,10 @@ def fit_classifier(
             model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, shuffle=False,
                       verbose=2 if os.environ.get("CI") else 1)
         except StopIteration:  # what fit raises when the dataset yields no batch at all
-            raise ValueError("the training data yielded no batch: every training clip was unreadable "
+            raise SeqvisionError("the training data yielded no batch: every training clip was unreadable "
                              "(see the warnings above)") from None
     if not record.exists():
-        raise ValueError(f"no epoch ended with a finite {monitor}: nothing was saved to {checkpoint} "
+        raise SeqvisionError(f"no epoch ended with a finite {monitor}: nothing was saved to {checkpoint} "
                          "(check the input data for NaN or huge values)")
     if history.exists():
         plot_training_curves(history, run_dir / f"training_curves{suffix}.png")
@@ -290,7 +291,7 @@ def fit_custom_loop(build_model: Callable[[], keras.Model], train_ds: tf.data.Da
     steps = int(train_ds.cardinality())
     if steps <= 0:
         if not steps_per_epoch:
-            raise ValueError("the training dataset's length is unknown: pass steps_per_epoch "
+            raise SeqvisionError("the training dataset's length is unknown: pass steps_per_epoch "
                              "(training clips / global batch, rounded up)")
         steps = steps_per_epoch
     dist_ds = strategy.experimental_distribute_dataset(train_ds.repeat().with_options(options))

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from seqvision.errors import SeqvisionError
 from seqvision.sampling import sample_uniform_indices
 from seqvision.video import VIDEO_EXTENSIONS, normalize_size
 
@@ -30,13 +31,13 @@ def find_videos(videos_dir: str | Path) -> list[tuple[str, Path]]:
     """
     videos_dir = Path(videos_dir)
     if not videos_dir.is_dir():
-        raise ValueError(f"{videos_dir}: not a folder")
+        raise SeqvisionError(f"{videos_dir}: not a folder")
     found = [(label_dir.name, path)
              for label_dir in sorted(videos_dir.iterdir()) if label_dir.is_dir() and visible(label_dir)
              for path in sorted(label_dir.iterdir())
              if visible(path) and path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS]
     if not found:
-        raise ValueError(f"{videos_dir}: no videos found; expected {videos_dir}/<label>/<clip>"
+        raise SeqvisionError(f"{videos_dir}: no videos found; expected {videos_dir}/<label>/<clip>"
                          f" with one of {', '.join(sorted(VIDEO_EXTENSIONS))}")
     return found
 
@@ -56,7 +57,7 @@ def _frame_files(clip_dir: Path) -> list[Path]:
     files = sorted(filter(_is_frame_file, clip_dir.iterdir()), key=lambda p: (int(p.stem), p.name))
     for before, after in zip(files, files[1:]):
         if int(before.stem) == int(after.stem):
-            raise ValueError(f"{clip_dir}: {before.name} and {after.name} are both frame {int(before.stem)}; "
+            raise SeqvisionError(f"{clip_dir}: {before.name} and {after.name} are both frame {int(before.stem)}; "
                              "keep one")
     return files
 
@@ -81,13 +82,13 @@ def read_frame_folder(clip_dir: str | Path, size: int | tuple[int, int] | None =
     for path in files:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
-            raise ValueError(f"{path}: cannot be read as an image")
+            raise SeqvisionError(f"{path}: cannot be read as an image")
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         if size is not None and (image.shape[1], image.shape[0]) != size:
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         frames.append(image)
     if len({f.shape for f in frames}) > 1:
-        raise ValueError(f"{clip_dir}: frames differ in size; pass size= to resize")
+        raise SeqvisionError(f"{clip_dir}: frames differ in size; pass size= to resize")
     return np.stack(frames)
 
 
@@ -95,10 +96,10 @@ def frame_files(clip_dir: str | Path) -> list[Path]:
     """The frame images of a clip folder in temporal (numeric) order; ValueError when there are none."""
     clip_dir = Path(clip_dir)
     if not clip_dir.is_dir():
-        raise ValueError(f"{clip_dir}: not a folder")
+        raise SeqvisionError(f"{clip_dir}: not a folder")
     files = _frame_files(clip_dir)
     if not files:
-        raise ValueError(f"{clip_dir}: no frame images (000000.png, 000001.png, …)")
+        raise SeqvisionError(f"{clip_dir}: no frame images (000000.png, 000001.png, …)")
     return files
 
 
@@ -110,7 +111,7 @@ def list_frame_clips(frames_dir: str | Path) -> list[tuple[str, Path]]:
     """
     frames_dir = Path(frames_dir)
     if not frames_dir.is_dir():
-        raise ValueError(f"{frames_dir}: not a folder")
+        raise SeqvisionError(f"{frames_dir}: not a folder")
     return [(label_dir.name, clip_dir)
             for label_dir in sorted(frames_dir.iterdir()) if label_dir.is_dir() and visible(label_dir)
             for clip_dir in sorted(label_dir.iterdir())

@@ -34,6 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from seqvision.diskspace import is_no_space
+from seqvision.errors import SeqvisionError
 from seqvision.frame_folders import MIN_FRAMES, find_videos, frame_files, too_few_frames_reason
 from seqvision.io import atomic_write_json, atomic_write_text
 from seqvision.locks import exclusive_lock
@@ -231,9 +232,9 @@ def extract_frames(videos_dir: str | Path, out_dir: str | Path, *, seq_len: int 
     """
     given = [v for v in (seq_len, every_seconds, stride) if v is not None]
     if len(given) != 1:
-        raise ValueError("give exactly one of seq_len, every_seconds or stride")
+        raise SeqvisionError("give exactly one of seq_len, every_seconds or stride")
     if image_format not in IMAGE_FORMATS:
-        raise ValueError(f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}")
+        raise SeqvisionError(f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}")
     # Bad settings fail here, once, rather than once per video in the workers.
     if seq_len is not None:
         sample_uniform_indices(0, seq_len)
@@ -245,7 +246,7 @@ def extract_frames(videos_dir: str | Path, out_dir: str | Path, *, seq_len: int 
     settings = _settings(seq_len, every_seconds, stride, normalize_size(size), image_format)
     jobs = (os.cpu_count() or 1) if jobs is None else jobs
     if jobs < 1:
-        raise ValueError(f"jobs must be >= 1, got {jobs}")
+        raise SeqvisionError(f"jobs must be >= 1, got {jobs}")
 
     videos = find_videos(videos_dir)
     out_dir = Path(out_dir)

@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from seqvision.errors import SeqvisionError
+
 
 def _file_mode() -> int:
     """The mode ``open()`` gives a new file (0o666 less the umask); mkstemp would give 0o600."""
@@ -48,4 +50,4 @@ def read_json(path: str | Path):
         try:
             return json.load(f)
         except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
-            raise ValueError(f"{path}: damaged JSON file ({error})") from None
+            raise SeqvisionError(f"{path}: damaged JSON file ({error})") from None

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from seqvision.errors import SeqvisionError
+
 
 def mirror_classes(pairs: Sequence[str], labels: list[str], label_ids: Sequence[int] = ()) -> tuple[int, ...]:
     """Class index of each class's mirror image from ``["left_a:right_a", …]``.
@@ -17,17 +19,17 @@ def mirror_classes(pairs: Sequence[str], labels: list[str], label_ids: Sequence[
             return labels.index(name)
         if name.isdigit() and int(name) in list(label_ids):
             return list(label_ids).index(int(name))
-        raise ValueError(f"flip pair class {name!r} is not one of the trained classes ({', '.join(labels)})")
+        raise SeqvisionError(f"flip pair class {name!r} is not one of the trained classes ({', '.join(labels)})")
 
     mirror = list(range(len(labels)))
     seen: set[int] = set()
     for pair in pairs:
         left, sep, right = str(pair).partition(":")
         if not sep:
-            raise ValueError(f"flip pair {pair!r} must be LEFT:RIGHT")
+            raise SeqvisionError(f"flip pair {pair!r} must be LEFT:RIGHT")
         a, b = index(left), index(right)
         if a == b or {a, b} & seen:
-            raise ValueError(f"flip pair {pair!r}: a class can mirror only one other class")
+            raise SeqvisionError(f"flip pair {pair!r}: a class can mirror only one other class")
         seen |= {a, b}
         mirror[a], mirror[b] = b, a
     return tuple(mirror)

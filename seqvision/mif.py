@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from seqvision.errors import SeqvisionError
 from seqvision.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def load_image_classifier(model: str | Path) -> ImageClassifier:
     path = Path(model)
     if path.is_file():
         if path.suffix.lower() not in (".keras", ".h5"):
-            raise ValueError(f"{path}: not a model (expected a .keras or .h5 file, a SavedModel folder or a TF Hub "
+            raise SeqvisionError(f"{path}: not a model (expected a .keras or .h5 file, a SavedModel folder or a TF Hub "
                              "handle)")
         import keras
 
@@ -59,7 +60,7 @@ def load_image_classifier(model: str | Path) -> ImageClassifier:
         return ImageClassifier(lambda x: np.asarray(keras_model.predict_on_batch(x)),
                                _square_side(keras_model.input_shape), "0..255")
     if path.is_dir() and not (path / "saved_model.pb").exists():
-        raise ValueError(f"{path}: not a SavedModel folder (no saved_model.pb)")
+        raise SeqvisionError(f"{path}: not a SavedModel folder (no saved_model.pb)")
     import tensorflow as tf
 
     from seqvision.backbone_layers import image_function, load_saved_model
@@ -83,10 +84,10 @@ def read_labels(path: str | Path) -> list[str]:
     while lines and not lines[-1]:
         lines.pop()
     if not lines or not all(lines):
-        raise ValueError(f"{path}: expected one class name per line, with no blank lines")
+        raise SeqvisionError(f"{path}: expected one class name per line, with no blank lines")
     repeated = sorted({n for n in lines if lines.count(n) > 1})
     if repeated:
-        raise ValueError(f"{path}: class names repeated: {', '.join(repeated)}")
+        raise SeqvisionError(f"{path}: class names repeated: {', '.join(repeated)}")
     return lines
 
 
@@ -171,7 +172,7 @@ def video_mif(classifier: ImageClassifier, path: str | Path, category: str, true
         nonlocal best
         out = to_probabilities(classifier.predict(batch[:n]))
         if out.ndim != 2 or out.shape[0] != n or true_class >= out.shape[1]:
-            raise ValueError(f"the model gives outputs of shape {out.shape} for {n} images; expected [{n}, K] "
+            raise SeqvisionError(f"the model gives outputs of shape {out.shape} for {n} images; expected [{n}, K] "
                              f"with K > {true_class} (one per line of the labels file)")
         probs.append(out)
         top = int(np.argmax(out[:, true_class]))
@@ -212,9 +213,9 @@ def find_informative_frames(videos_dir: str | Path, model: str | Path, labels: l
     from seqvision.video import VideoError
 
     if every < 1 or batch_size < 1:
-        raise ValueError(f"every and batch_size must be >= 1, got {every} and {batch_size}")
+        raise SeqvisionError(f"every and batch_size must be >= 1, got {every} and {batch_size}")
     if scale is not None and scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; choose one of {list(SCALES)}")
+        raise SeqvisionError(f"unknown scale {scale!r}; choose one of {list(SCALES)}")
     videos = find_videos(videos_dir)
     unknown = sorted({c for c, _ in videos if class_index(c, labels) is None})
     if unknown:
@@ -223,9 +224,9 @@ def find_informative_frames(videos_dir: str | Path, model: str | Path, labels: l
     classifier = load_image_classifier(model)
     size = size or classifier.size
     if size is None:
-        raise ValueError(f"{model}: the model takes any input size; pass --size")
+        raise SeqvisionError(f"{model}: the model takes any input size; pass --size")
     if classifier.size and size != classifier.size:
-        raise ValueError(f"{model}: the model takes {classifier.size} px images, not --size {size}")
+        raise SeqvisionError(f"{model}: the model takes {classifier.size} px images, not --size {size}")
     results, unreadable = [], []
     bar = tqdm(known, disable=not progress, file=sys.stderr, unit="video", desc="mif")
     for category, path in bar:
@@ -283,7 +284,7 @@ def save_mif_frames(results: list[VideoMIF], out_dir: str | Path) -> list[Path]:
     for r in results:
         ok, png = cv2.imencode(".png", cv2.cvtColor(r.frame, cv2.COLOR_RGB2BGR))
         if not ok:
-            raise ValueError(f"cannot encode the chosen frame of {r.path} as PNG")
+            raise SeqvisionError(f"cannot encode the chosen frame of {r.path} as PNG")
         target = Path(out_dir) / r.category / f"{r.path.stem}_mif{r.mif_idx}.png"
         written.append(_atomic_write_bytes(target, lambda f: f.write(png.tobytes())))
     return written

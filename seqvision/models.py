@@ -10,6 +10,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from seqvision.errors import SeqvisionError
+
 
 @keras.saving.register_keras_serializable(package="seqvision")
 class FrameEncoder(layers.Wrapper):
@@ -108,7 +110,7 @@ TEMPORAL_HEADS = {"lstm": masked_lstm_head, "mean": masked_mean_head}
 def temporal_head(head: str):
     """The head function called ``head`` (a key of ``TEMPORAL_HEADS``)."""
     if head not in TEMPORAL_HEADS:
-        raise ValueError(f"unknown temporal head {head!r}; choose one of {sorted(TEMPORAL_HEADS)}")
+        raise SeqvisionError(f"unknown temporal head {head!r}; choose one of {sorted(TEMPORAL_HEADS)}")
     return TEMPORAL_HEADS[head]
 
 

@@ -11,12 +11,14 @@ import math
 
 import numpy as np
 
+from seqvision.errors import SeqvisionError
+
 
 def _check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+        raise SeqvisionError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise SeqvisionError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
 
 
@@ -28,7 +30,7 @@ def _check_range(num_frames, start, end) -> tuple[int, int]:
         return start, num_frames
     end = _check_int("end", end, 0)
     if end < start:
-        raise ValueError(f"end ({end}) must be >= start ({start})")
+        raise SeqvisionError(f"end ({end}) must be >= start ({start})")
     return start, min(end, num_frames)
 
 
@@ -49,7 +51,7 @@ def sample_uniform_indices(num_frames: int, seq_len: int, start: int = 0, end: i
     start, stop = _check_range(num_frames, start, end)
     offset = float(offset)
     if not 0 <= offset < 1:
-        raise ValueError(f"offset must be in [0, 1), got {offset}")
+        raise SeqvisionError(f"offset must be in [0, 1), got {offset}")
     n = max(stop - start, 0)
     if n <= seq_len:
         return np.arange(start, start + n, dtype=np.int64)
@@ -143,8 +145,8 @@ def _check_positive(name: str, value) -> float:
     try:
         value = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+        raise SeqvisionError(f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value}"
+        raise SeqvisionError(f"{name} must be a finite number > 0, got {value}"
                          + (" (the video reports no frame rate)" if name == "fps" else ""))
     return value

@@ -262,8 +262,8 @@ def resolve_classes(classes: Sequence[int | str], names: list[str] | None) -> li
         elif names and c in names:
             ids.append(names.index(c))
         else:
-            raise ValueError(f"unknown class {c!r}: give label ids" + (" or names from the label file" if names else
+            raise SeqvisionError(f"unknown class {c!r}: give label ids" + (" or names from the label file" if names else
                                                                          " (or pass a label-name file to use names)"))
     if len(set(ids)) != len(ids):
-        raise ValueError(f"classes listed twice: {classes}")
+        raise SeqvisionError(f"classes listed twice: {classes}")
     return ids

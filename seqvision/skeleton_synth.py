@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seqvision.errors import SeqvisionError
+
 CLASS_NAMES = ("raise_arm", "lower_arm", "squat_down", "stand_up", "bend_forward", "straighten_up")
 
 # Per body part: the lower pose of a movement and how far above it the upper pose lies.
@@ -56,7 +58,7 @@ def make_synthetic_skeleton_dataset(
     ``CLASS_NAMES[i]``. ``label_names_path`` (optional) receives the class names, one per line.
     """
     if num_classes not in (2, 4, 6):
-        raise ValueError(f"num_classes must be 2, 4 or 6 (pairs of classes), got {num_classes}")
+        raise SeqvisionError(f"num_classes must be 2, 4 or 6 (pairs of classes), got {num_classes}")
     rng = np.random.default_rng(seed)
     names = list(CLASS_NAMES[:num_classes])
     annotations, split = [], {"train1": [], "test1": []}

@@ -19,6 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from seqvision.errors import SeqvisionError
 from seqvision.fitting import fit_classifier, is_chief, make_strategy, precision_policy
 from seqvision.io import atomic_write_json, read_json
 from seqvision.model_files import save_model_atomic
@@ -80,7 +81,7 @@ def resolve_cache(cache: str, num_clips: int, seq_len: int, img_size: int, limit
                   views: int = 1) -> bool:
     """Whether to cache decoded clips in memory: ``auto`` does so below ``limit_bytes``."""
     if cache not in ("auto", "memory", "none"):
-        raise ValueError(f"cache must be auto, memory or none, got {cache!r}")
+        raise SeqvisionError(f"cache must be auto, memory or none, got {cache!r}")
     if cache == "auto":
         return estimate_cache_bytes(num_clips, seq_len, img_size, views) <= limit_bytes
     return cache == "memory"
@@ -92,7 +93,7 @@ def backbone_options(config: VideoTrainConfig) -> dict:
 
     if config.hub_handle and "hub_handle" not in backbone_spec(config.backbone).options:
         takers = ", ".join(n for n, s in BACKBONES.items() if "hub_handle" in s.options)
-        raise ValueError(f"--hub-handle applies to the {takers} backbone, not {config.backbone}")
+        raise SeqvisionError(f"--hub-handle applies to the {takers} backbone, not {config.backbone}")
     settings = {**dataclasses.asdict(config), "channels": 6 if config.frame_diff and config.appearance else 3}
     options = {option: settings[option] for option in backbone_spec(config.backbone).options}
     return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
@@ -159,7 +160,7 @@ def split_clips(config: VideoTrainConfig):
     labels = sorted({c.label for c in train_clips})
     unknown = sorted({c.label for c in val_clips} - set(labels))
     if unknown:
-        raise ValueError(f"validation labels missing from training data: {', '.join(unknown)}")
+        raise SeqvisionError(f"validation labels missing from training data: {', '.join(unknown)}")
     log.info("%d training clips, %d validation clips, %d classes", len(train_clips), len(val_clips), len(labels))
     return train_clips, val_clips, labels
 
@@ -180,10 +181,10 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path, overwrite: bool =
 
     spec = backbone_spec(config.backbone)
     if config.fine_tune_at is not None and not spec.fine_tunable:
-        raise ValueError(f"--fine-tune-at applies to pretrained backbones "
+        raise SeqvisionError(f"--fine-tune-at applies to pretrained backbones "
                          f"({', '.join(n for n, s in BACKBONES.items() if s.fine_tunable)}), not {spec.name}")
     if config.fine_tune_at is not None and config.hub_handle and not config.hub_handle.endswith(".keras"):
-        raise ValueError("fine-tuning needs Keras layers: TF Hub models and SavedModels are used frozen "
+        raise SeqvisionError("fine-tuning needs Keras layers: TF Hub models and SavedModels are used frozen "
                          "(a .keras file can be fine-tuned)")
     # A SavedModel path made absolute: while training, relative handles name the run's own copies.
     hub_handle = config.hub_handle if not config.hub_handle or is_url(config.hub_handle) else \

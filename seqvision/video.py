@@ -159,9 +159,9 @@ def normalize_size(size: int | tuple[int, int] | None) -> tuple[int, int] | None
     try:
         width, height = (int(s) for s in size)
     except (TypeError, ValueError):
-        raise ValueError(f"size must be an int or a (width, height) pair, got {size!r}") from None
+        raise SeqvisionError(f"size must be an int or a (width, height) pair, got {size!r}") from None
     if width < 1 or height < 1:
-        raise ValueError(f"size must be positive, got {size!r}")
+        raise SeqvisionError(f"size must be positive, got {size!r}")
     return width, height
 
 
@@ -280,22 +280,22 @@ def _sampler(indices, seq_len, stride, every_seconds, start, end, max_len, offse
                                       ("every_seconds", every_seconds)) if value is not None]
     if indices is not None:
         if modes:
-            raise ValueError(f"give either indices or a sampling mode, not both (got indices and {modes[0]})")
+            raise SeqvisionError(f"give either indices or a sampling mode, not both (got indices and {modes[0]})")
         if start != 0 or end is not None or max_len is not None:
-            raise ValueError("start, end and max_len apply to sampling modes, not to explicit indices")
+            raise SeqvisionError("start, end and max_len apply to sampling modes, not to explicit indices")
         explicit = np.asarray(indices)
         if explicit.ndim != 1 or explicit.size == 0 or not np.issubdtype(explicit.dtype, np.integer):
-            raise ValueError(f"indices must be a non-empty 1-D sequence of integers, got {indices!r}")
+            raise SeqvisionError(f"indices must be a non-empty 1-D sequence of integers, got {indices!r}")
         if explicit.min() < 0:
-            raise ValueError(f"indices must be >= 0, got {int(explicit.min())}")
+            raise SeqvisionError(f"indices must be >= 0, got {int(explicit.min())}")
         explicit = explicit.astype(np.int64)
         return "indices", lambda n, fps: explicit
     if len(modes) != 1:
-        raise ValueError("give exactly one of seq_len, stride or every_seconds"
+        raise SeqvisionError("give exactly one of seq_len, stride or every_seconds"
                          + (f" (got {', '.join(modes)})" if modes else ""))
     if seq_len is not None:
         if max_len is not None:
-            raise ValueError("max_len applies to stride and every_seconds; seq_len already bounds the length")
+            raise SeqvisionError("max_len applies to stride and every_seconds; seq_len already bounds the length")
         for offset in offsets:
             sample_uniform_indices(0, seq_len, start, end, offset)  # validates
         return "uniform", lambda n, fps: np.unique(np.concatenate(
@@ -329,7 +329,7 @@ def _stop_at(mode: str, sampler, wanted: np.ndarray, fps: float, end: int | None
 def check_min_decoded_fraction(value: float) -> float:
     """``value`` if it is a fraction in [0, 1], else ValueError."""
     if not 0 <= value <= 1:
-        raise ValueError(f"min_decoded_fraction must be in [0, 1], got {value}")
+        raise SeqvisionError(f"min_decoded_fraction must be in [0, 1], got {value}")
     return value
 
 
@@ -359,7 +359,7 @@ def read_video_frames(path: str | Path, indices=None, *, seq_len: int | None = N
     size = normalize_size(size)
     check_min_decoded_fraction(min_decoded_fraction)
     if seq_len is None and tuple(offsets) != (0.5,):
-        raise ValueError("offsets apply to uniform (seq_len) sampling only")
+        raise SeqvisionError("offsets apply to uniform (seq_len) sampling only")
     mode, sampler = _sampler(indices, seq_len, stride, every_seconds, start, end, max_len, tuple(offsets))
     cap = _open(path)
     metadata_frames, fps = _metadata(cap)
