@@ -312,6 +312,7 @@ def fit_detector(emb_dir: str | Path, kind: str = DEFAULT_DETECTOR, threshold_ru
         "n_fit": int(len(fit_rows)), "n_threshold_normal": int((val_y == 0).sum()),
         "n_threshold_anomalous": int((val_y == 1).sum()), "settings": settings,
         "embedding": embedding_identity(manifest), "embedding_dir": str(Path(emb_dir).resolve()),
+        "windows": manifest.get("windows"),  # how to cut raw videos for score VIDEO (seqvision.anomaly_videos)
     }
     return detector
 

@@ -237,10 +237,31 @@ def evaluate_command(run_dir, data, list_file, split, batch_size, views, as_json
 @click.option("--views", type=click.IntRange(1), help="Video runs: average K temporally shifted samplings per "
               "input [default: 1].")
 @click.option("--json", "as_json", is_flag=True, help="Print predictions as JSON on stdout.")
+@click.option("--window", type=click.IntRange(1), help="Timeline: class probabilities of every window of N frames "
+              "of each video, written as <stem>_timeline.csv and .png (see --out).")
+@click.option("--stride", type=click.IntRange(1), help="Timeline: frames between window starts [default: window/2].")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Timeline: folder [default: RUN_DIR/timelines].")
+@click.option("--segments", is_flag=True, help="Timeline: merge consecutive windows above --threshold into events "
+              "(<stem>_segments.csv), per class.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Timeline: for --segments.")
+@click.option("--class", "class_name", help="Timeline: segments of this class only [default: every class].")
 @friendly_errors
-def predict_command(run_dir, inputs, split, top_k, views, as_json):
-    """Top-k labels for each input: video files or frame folders, or one skeleton pickle."""
+def predict_command(run_dir, inputs, split, top_k, views, as_json, window, stride, out_dir, segments, threshold,
+                    class_name):
+    """Top-k labels for each input: video files or frame folders, or one skeleton pickle.
+
+    With --window: a timeline of class probabilities over each (long) video instead.
+    """
     from seqvision.run import load_run
+
+    if window is None and (stride or out_dir or segments or class_name):
+        raise click.UsageError("--stride, --out, --segments and --class go with --window")
+    if window is not None:
+        from seqvision.cli_analysis import predict_timelines
+
+        return predict_timelines(run_dir, inputs, window, stride, out_dir, segments, threshold, class_name, as_json)
 
     results = load_run(run_dir).predict(list(inputs), top_k, split=split, **given_options(views=views))
     if as_json:
@@ -349,9 +370,9 @@ def demo_command(out_dir, epochs, compare_orderless, seed):
 
 
 def _add_analysis_commands() -> None:
-    from seqvision.cli_analysis import anomaly_group, index_command, mif_command
+    from seqvision.cli_analysis import anomaly_group, evaluate_timeline_command, index_command, mif_command
 
-    for command in (index_command, anomaly_group, mif_command):
+    for command in (index_command, anomaly_group, mif_command, evaluate_timeline_command):
         main.add_command(command)
 
 

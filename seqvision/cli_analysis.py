@@ -4,6 +4,7 @@ Registered on the main command group by ``cli.py``; each parses options and call
 """
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -105,22 +106,149 @@ def anomaly_fit_command(emb_dir, det_dir, kind, threshold_rule, percentile, hold
 
 @anomaly_group.command("score")
 @click.argument("det_dir", type=click.Path(exists=True, file_okay=False))
-@click.argument("emb_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for scores and plots [default: DET_DIR].")
-@click.option("--split", "splits", multiple=True, help="Split(s) to score [default: all in EMB_DIR].")
-@click.option("--no-plots", is_flag=True, help="Skip the PNGs.")
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics per split as one JSON object on stdout.")
+@click.argument("targets", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="EMB_DIR: folder for scores and plots "
+              "[default: DET_DIR].")
+@click.option("--split", "splits", multiple=True, help="EMB_DIR: split(s) to score [default: all in EMB_DIR].")
+@click.option("--no-plots", is_flag=True, help="EMB_DIR: skip the PNGs.")
+@click.option("--window", type=click.IntRange(1), help="VIDEO: frames per window [default: the detector's index].")
+@click.option("--stride", type=click.IntRange(1),
+              help="VIDEO: frames between window starts [default: the detector's index].")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object on stdout.")
 @friendly_errors
-def anomaly_score_command(det_dir, emb_dir, out_dir, splits, no_plots, as_json):
-    """Score the clips of EMB_DIR: scores_<split>.csv (score, flag), ROC-AUC, PR-AUC, accuracies, plots."""
-    from seqvision.anomaly import score_embedding_dir
-    from seqvision.anomaly_report import format_report
+def anomaly_score_command(det_dir, targets, out_dir, splits, no_plots, window, stride, as_json):
+    """Score an embedding folder or raw videos: DET_DIR (EMB_DIR | VIDEO...).
 
-    results = score_embedding_dir(det_dir, emb_dir, out_dir, tuple(splits) or None, plots=not no_plots)
+    EMB_DIR: scores_<split>.csv (score, flag), ROC-AUC, PR-AUC, accuracies, plots. VIDEO: every
+    window (cut as the detector's training index did, embedded with its encoder) gets a score and
+    a flag, printed one per line: path, start_frame, end_frame, start_s, end_s, score, flag.
+    """
+    if len(targets) == 1 and os.path.isdir(targets[0]):
+        from seqvision.anomaly import score_embedding_dir
+        from seqvision.anomaly_report import format_report
+
+        results = score_embedding_dir(det_dir, targets[0], out_dir, tuple(splits) or None, plots=not no_plots)
+        if as_json:
+            echo_json(results)
+        else:
+            click.echo(format_report(results))
+        return
+    from seqvision.anomaly_videos import score_videos
+    from seqvision.timeline import timeline_records
+
+    detector, results = score_videos(det_dir, list(targets), window, stride)
+    videos = [{"path": r.path, "error": str(r)} if isinstance(r, Exception) else
+              {"path": str(r.path), "n_frames": r.n_frames, "fps": r.fps, "windows": timeline_records(r)}
+              for r in results]
     if as_json:
-        echo_json(results)
+        echo_json({"threshold": detector.threshold, "videos": videos})
     else:
-        click.echo(format_report(results))
+        click.echo("path\tstart_frame\tend_frame\tstart_s\tend_s\tscore\tflag")
+        for video in videos:
+            for w in video.get("windows", []):
+                click.echo(f"{video['path']}\t{w['start_frame']}\t{w['end_frame']}\t{w['start_s']:.3f}\t"
+                           f"{w['end_s']:.3f}\t{w['score']:.6g}\t{w['flag']}")
+    _fail_if_all_unreadable(videos)
+
+
+def _fail_if_all_unreadable(videos: list[dict]) -> None:
+    if all("error" in v for v in videos):
+        raise click.ClickException("no video could be read: " + "; ".join(v["error"] for v in videos))
+
+
+def write_timelines(timelines: list, out_dir, segment_columns: list[str] | None, threshold: float | None,
+                    as_json: bool) -> None:
+    """Write each timeline's CSV and PNG (and segments of ``segment_columns`` above ``threshold``)
+    into ``out_dir``; print the files and segments (or one JSON object)."""
+    from seqvision.timeline import merge_segments, write_timeline
+
+    videos = []
+    for timeline in timelines:
+        if isinstance(timeline, Exception):  # a VideoError: the video could not be read
+            videos.append({"path": timeline.path, "error": str(timeline)})
+            continue
+        events = None
+        if segment_columns is not None:
+            events = [e for column in segment_columns for e in merge_segments(timeline, column, threshold)]
+            events.sort(key=lambda e: (e["start_frame"], e["label"]))
+        files = write_timeline(timeline, out_dir, events, threshold if segment_columns is not None else None)
+        videos.append({"path": str(timeline.path), "n_frames": timeline.n_frames, "fps": timeline.fps,
+                       "windows": len(timeline.ranges), "files": {k: str(v) for k, v in files.items()},
+                       **({"segments": events} if events is not None else {})})
+    if as_json:
+        echo_json({"videos": videos})
+    for video in [] if as_json else videos:
+        if "error" in video:
+            continue
+        click.echo(f"{video['path']}: {video['windows']} windows over {video['n_frames']} frames -> "
+                   + ", ".join(video["files"].values()))
+        for e in video.get("segments", []):
+            click.echo(f"  {e['label']}\tframes {e['start_frame']}-{e['end_frame']}\t"
+                       f"{e['start_s']:.2f}-{e['end_s']:.2f} s\tpeak {e['peak']:.3f}")
+    _fail_if_all_unreadable(videos)
+
+
+@anomaly_group.command("timeline")
+@click.argument("det_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("videos", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--window", type=click.IntRange(1), help="Frames per window [default: the detector's index].")
+@click.option("--stride", type=click.IntRange(1), help="Frames between window starts [default: the detector's index].")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="[default: DET_DIR/timelines].")
+@click.option("--segments", is_flag=True, help="Merge consecutive flagged windows into events (<stem>_segments.csv).")
+@click.option("--json", "as_json", is_flag=True, help="Print files and segments as one JSON object on stdout.")
+@friendly_errors
+def anomaly_timeline_command(det_dir, videos, window, stride, out_dir, segments, as_json):
+    """Anomaly score of every window of each VIDEO: <stem>_timeline.csv (score, flag) and .png."""
+    from seqvision.anomaly_videos import score_videos
+
+    detector, timelines = score_videos(det_dir, list(videos), window, stride)
+    write_timelines(timelines, out_dir or os.path.join(det_dir, "timelines"), ["score"] if segments else None,
+                    detector.threshold, as_json)
+
+
+def predict_timelines(run_dir, videos, window: int, stride: int | None, out_dir, segments: bool, threshold: float,
+                      class_name: str | None, as_json: bool) -> None:
+    """``seqvision predict RUN_DIR VIDEO... --window N``: class-probability timelines."""
+    from seqvision.run import load_run
+    from seqvision.timeline import class_timeline
+    from seqvision.video import VideoError
+
+    run = load_run(run_dir)
+    if class_name is not None and class_name not in run.labels:
+        raise click.BadParameter(f"{class_name!r} is not a class of {run_dir} ({', '.join(run.labels)})",
+                                 param_hint="--class")
+    timelines = []
+    for video in videos:
+        try:
+            timelines.append(class_timeline(run, video, window, stride))
+        except VideoError as error:
+            log.warning("skipping %s", error)
+            timelines.append(error)
+    columns = ([class_name] if class_name else list(run.labels)) if segments else None
+    write_timelines(timelines, out_dir or os.path.join(run_dir, "timelines"), columns, threshold, as_json)
+
+
+@click.command("evaluate-timeline")
+@click.argument("timelines", type=click.Path(exists=True))
+@click.argument("annotations", type=click.Path(exists=True, dir_okay=False))
+@click.option("--class", "class_name", help="Score column of a class-probability timeline.")
+@click.option("--score-column", help="Score column by name [default: score].")
+@click.option("--reduce", type=click.Choice(["max", "mean"]), default="max", show_default=True,
+              help="A frame's score from the windows covering it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object on stdout.")
+@friendly_errors
+def evaluate_timeline_command(timelines, annotations, class_name, score_column, reduce, as_json):
+    """Frame-level ROC-AUC and PR-AUC of TIMELINE.csv (or a folder of *_timeline.csv) against
+    temporal annotations in the UCF-Crime format: video class start1 end1 start2 end2 (-1: none)."""
+    from seqvision.timeline_eval import evaluate_timelines, format_timeline_report
+
+    if class_name and score_column:
+        raise click.UsageError("give --class or --score-column, not both")
+    result = evaluate_timelines(timelines, annotations, class_name or score_column, reduce)
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo(format_timeline_report(result))
 
 
 @click.command("mif")

@@ -8,7 +8,8 @@ Output folder (the format ``seqvision anomaly`` reads)::
     y_<split>.npy     int64 [N]            0 normal, 1 anomalous (the index's ``y``)
     rows_<split>.csv  the index rows of that split, same order (row order = index order)
     manifest.json     written last: encoder id, seq_len (T), img_size, dim (D), pool, pooled_dim,
-                      splits with row counts, index path and sha256, unreadable videos
+                      splits with row counts, index path and sha256, the index's windows
+                      (clip_len, stride, every_seconds), unreadable videos
     progress.json     resume state: settings and finished chunks per split
 
 Each window's T frames are ``sample_uniform_indices(n_frames, T, start, end)``; a window of
@@ -35,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqvision.clip_index import INDEX_COLUMNS, file_sha256, index_videos_dir, read_clip_index
+from seqvision.clip_index import INDEX_COLUMNS, file_sha256, index_videos_dir, read_clip_index, sidecar_path
 from seqvision.diskspace import allocate_npy
 from seqvision.errors import SeqvisionError
 from seqvision.io import atomic_write_json, atomic_write_text, read_json
@@ -354,9 +355,22 @@ def export_clip_embeddings(index_csv: str | Path, out_dir: str | Path, encoder: 
                 "dtype": "float16", "keep_frames": keep_frames, "row_order": "index order within each split",
                 "index": str(Path(index_csv).resolve()), "index_sha256": key["index_sha256"],
                 "videos_dir": key["videos_dir"], "splits": {s: len(by_split[s]) for s in splits},
-                "unreadable": state["unreadable"]}
+                "windows": index_windows(index_csv, rows), "unreadable": state["unreadable"]}
     atomic_write_json(manifest_path, manifest)
     return manifest
+
+
+def index_windows(index_csv: str | Path, rows: list[dict]) -> dict:
+    """How the index cut its videos: ``{"clip_len", "stride", "every_seconds"}`` from its sidecar
+    ``.json``, else from its rows (``stride`` None when the rows disagree), so the same windows
+    can be cut from new videos."""
+    sidecar = sidecar_path(index_csv)
+    if sidecar.exists():
+        settings = read_json(sidecar)
+        return {k: settings.get(k) for k in ("clip_len", "stride", "every_seconds")}
+    clip_lens, strides = {r["clip_len"] for r in rows}, {r["stride"] for r in rows}
+    return {"clip_len": max(clip_lens), "stride": strides.pop() if len(strides) == 1 else None,
+            "every_seconds": None}
 
 
 def probe_embeddings(out_dir: str | Path, train: str = "train", val: str = "val") -> dict:
