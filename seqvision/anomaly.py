@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from seqvision.diskspace import with_path
+from seqvision.errors import SeqvisionError
 from seqvision.io import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def load_embedding_dir(emb_dir: str | Path) -> tuple[dict, dict[str, EmbeddingSp
     """
     emb_dir = Path(emb_dir)
     if not (emb_dir / "manifest.json").is_file():
-        raise ValueError(f"{emb_dir}: not an embedding folder (no manifest.json; make one with seqvision embed)")
+        raise SeqvisionError(f"{emb_dir}: not an embedding folder (no manifest.json; make one with seqvision embed)")
     manifest = read_json(emb_dir / "manifest.json")
     splits = {}
     for name in SPLITS:
@@ -68,10 +69,10 @@ def load_embedding_dir(emb_dir: str | Path) -> tuple[dict, dict[str, EmbeddingSp
             continue
         if not all(present):
             missing = ", ".join(p.name for p, ok in zip(paths, present) if not ok)
-            raise ValueError(f"{emb_dir}: split {name!r} is incomplete (missing {missing})")
+            raise SeqvisionError(f"{emb_dir}: split {name!r} is incomplete (missing {missing})")
         splits[name] = _load_split(name, *paths, manifest.get("pooled_dim", manifest.get("dim")))
     if "train" not in splits:
-        raise ValueError(f"{emb_dir}: no train split (X_train.npy, y_train.npy, rows_train.csv)")
+        raise SeqvisionError(f"{emb_dir}: no train split (X_train.npy, y_train.npy, rows_train.csv)")
     return manifest, splits
 
 
@@ -80,18 +81,18 @@ def _load_split(name: str, x_path: Path, y_path: Path, rows_path: Path, dim) -> 
         x = np.load(x_path, mmap_mode="r")
         y = np.load(y_path)
     except (OSError, ValueError) as error:
-        raise ValueError(f"{x_path.parent}: cannot read split {name!r} ({error})") from None
+        raise SeqvisionError(f"{x_path.parent}: cannot read split {name!r} ({error})") from None
     with open(rows_path, newline="") as f:
         rows = list(csv.DictReader(f))
     if x.ndim != 2:
-        raise ValueError(f"{x_path}: expected [N, D] clip embeddings, got shape {x.shape}")
+        raise SeqvisionError(f"{x_path}: expected [N, D] clip embeddings, got shape {x.shape}")
     if dim is not None and x.shape[1] != int(dim):
-        raise ValueError(f"{x_path}: width {x.shape[1]} differs from the manifest's pooled_dim/dim {dim}")
+        raise SeqvisionError(f"{x_path}: width {x.shape[1]} differs from the manifest's pooled_dim/dim {dim}")
     if not (len(x) == len(y) == len(rows)):
-        raise ValueError(f"{x_path.parent}: split {name!r} has {len(x)} embeddings, {len(y)} labels and "
+        raise SeqvisionError(f"{x_path.parent}: split {name!r} has {len(x)} embeddings, {len(y)} labels and "
                          f"{len(rows)} rows; they must match")
     if len(y) and not np.isin(y, (0, 1)).all():
-        raise ValueError(f"{y_path}: labels must be 0 (normal) or 1 (anomalous), found {sorted(set(y.tolist()))}")
+        raise SeqvisionError(f"{y_path}: labels must be 0 (normal) or 1 (anomalous), found {sorted(set(y.tolist()))}")
     return EmbeddingSplit(name, x, y.astype(np.int64), rows)
 
 
@@ -114,7 +115,7 @@ def holdout_normal_rows(split: EmbeddingSplit, fraction: float, seed: int = 0) -
     is split by rows. Depends on the normal rows only.
     """
     if not 0 < fraction < 1:
-        raise ValueError(f"holdout fraction must be between 0 and 1, got {fraction}")
+        raise SeqvisionError(f"holdout fraction must be between 0 and 1, got {fraction}")
     normal = np.flatnonzero(split.y == 0)
     rng = np.random.default_rng(seed)
     held = []
@@ -136,7 +137,7 @@ def holdout_normal_rows(split: EmbeddingSplit, fraction: float, seed: int = 0) -
     held = np.array(sorted(held), dtype=np.int64)
     fit = np.setdiff1d(normal, held)
     if len(fit) == 0 or len(held) == 0:
-        raise ValueError(f"too few normal train rows ({len(normal)}) to hold out {fraction:.0%} for the threshold")
+        raise SeqvisionError(f"too few normal train rows ({len(normal)}) to hold out {fraction:.0%} for the threshold")
     return fit, held
 
 
@@ -149,19 +150,19 @@ def choose_threshold(scores, y, rule: str, percentile: float = 95.0) -> float:
     scores, y = np.asarray(scores, np.float64), np.asarray(y)
     if rule == "percentile":
         if not (y == 0).any():
-            raise ValueError("no normal validation rows to take a percentile of")
+            raise SeqvisionError("no normal validation rows to take a percentile of")
         return float(np.percentile(scores[y == 0], percentile))
     if rule == "youden":
         from sklearn.metrics import roc_curve
 
         if not ((y == 0).any() and (y == 1).any()):
-            raise ValueError("the Youden threshold needs labelled anomalies in the validation rows; "
+            raise SeqvisionError("the Youden threshold needs labelled anomalies in the validation rows; "
                              "use --threshold percentile")
         fpr, tpr, thresholds = roc_curve(y, scores)
         best = int(np.argmax(tpr - fpr))
         # roc_curve flags score >= t; we flag score > t, so step just below the chosen score.
         return float(np.nextafter(thresholds[best], -np.inf))
-    raise ValueError(f"unknown threshold rule {rule!r}; choose one of ['percentile', 'youden']")
+    raise SeqvisionError(f"unknown threshold rule {rule!r}; choose one of ['percentile', 'youden']")
 
 
 # === Detectors ===
@@ -169,7 +170,7 @@ def choose_threshold(scores, y, rule: str, percentile: float = 95.0) -> float:
 def _fit_knn(z: np.ndarray, z_val: np.ndarray, settings: dict) -> dict:
     k = settings["neighbors"]
     if k > len(z):
-        raise ValueError(f"--neighbors {k} is more than the {len(z)} normal rows the detector is fitted on")
+        raise SeqvisionError(f"--neighbors {k} is more than the {len(z)} normal rows the detector is fitted on")
     return {"reference": z}
 
 
@@ -243,7 +244,7 @@ DEFAULT_SETTINGS = {"neighbors": 5, "hidden": [256, 64], "dropout": 0.1, "lr": 1
 
 def _detector_functions(kind: str):
     if kind not in DETECTORS:
-        raise ValueError(f"unknown detector {kind!r}; choose one of {sorted(DETECTORS)}")
+        raise SeqvisionError(f"unknown detector {kind!r}; choose one of {sorted(DETECTORS)}")
     return DETECTORS[kind]
 
 
@@ -280,7 +281,7 @@ def fit_detector(emb_dir: str | Path, kind: str = DEFAULT_DETECTOR, threshold_ru
     fit, _ = _detector_functions(kind)
     unknown = set(settings) - set(DEFAULT_SETTINGS)
     if unknown:
-        raise ValueError(f"unknown detector settings {sorted(unknown)}")
+        raise SeqvisionError(f"unknown detector settings {sorted(unknown)}")
     settings = {**DEFAULT_SETTINGS, **settings}
     manifest, splits = load_embedding_dir(emb_dir)
     train = splits["train"]
@@ -289,13 +290,13 @@ def fit_detector(emb_dir: str | Path, kind: str = DEFAULT_DETECTOR, threshold_ru
         val_x, val_y = splits["val"].x, splits["val"].y
         source = "val split"
         if not (val_y == 0).any():
-            raise ValueError(f"{emb_dir}: the val split has no normal rows to stop training and set the threshold")
+            raise SeqvisionError(f"{emb_dir}: the val split has no normal rows to stop training and set the threshold")
     else:
         fit_rows, held = holdout_normal_rows(train, holdout, settings["seed"])
         val_x, val_y = train.x[held], train.y[held]
         source = f"{holdout:.0%} of the normal train videos held out (no val split)"
     if len(fit_rows) < 2:
-        raise ValueError(f"{emb_dir}: need at least 2 normal train rows to fit on, found {len(fit_rows)}")
+        raise SeqvisionError(f"{emb_dir}: need at least 2 normal train rows to fit on, found {len(fit_rows)}")
     x = _rows_float32(train.x, fit_rows)
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
@@ -330,9 +331,9 @@ def save_detector(detector: Detector, det_dir: str | Path, overwrite: bool = Fal
     det_dir = Path(det_dir)
     if det_dir.exists() and any(det_dir.iterdir()):
         if not (det_dir / DETECTOR_FILE).exists():
-            raise ValueError(f"{det_dir}: exists and is not a detector folder; choose another --out")
+            raise SeqvisionError(f"{det_dir}: exists and is not a detector folder; choose another --out")
         if not overwrite:
-            raise ValueError(f"{det_dir}: holds a detector; pass --overwrite to replace it")
+            raise SeqvisionError(f"{det_dir}: holds a detector; pass --overwrite to replace it")
     staged = det_dir.parent / f".{det_dir.name}.new-{os.getpid()}"
     shutil.rmtree(staged, ignore_errors=True)
     try:
@@ -357,7 +358,7 @@ def load_detector(det_dir: str | Path) -> Detector:
     """The detector saved in ``det_dir`` by :func:`save_detector`."""
     det_dir = Path(det_dir)
     if not (det_dir / DETECTOR_FILE).is_file():
-        raise ValueError(f"{det_dir}: not a detector folder (no {DETECTOR_FILE}; make one with seqvision anomaly fit)")
+        raise SeqvisionError(f"{det_dir}: not a detector folder (no {DETECTOR_FILE}; make one with seqvision anomaly fit)")
     info = read_json(det_dir / DETECTOR_FILE)
     _detector_functions(info.get("kind"))
     with np.load(det_dir / "detector.npz", allow_pickle=False) as stored:
@@ -376,7 +377,7 @@ def check_embedding_matches(detector: Detector, manifest: dict, emb_dir) -> None
     differ = [k for k in IDENTITY_KEYS if expected.get(k) != found.get(k)]
     if differ:
         detail = "; ".join(f"{k}: detector {expected.get(k)!r}, embeddings {found.get(k)!r}" for k in differ)
-        raise ValueError(f"{emb_dir}: embeddings do not match the detector ({detail}); embed with the "
+        raise SeqvisionError(f"{emb_dir}: embeddings do not match the detector ({detail}); embed with the "
                          "detector's settings or fit a new detector")
 
 
@@ -419,7 +420,7 @@ def score_embedding_dir(det_dir: str | Path, emb_dir: str | Path, out_dir: str |
     chosen = splits or tuple(available)
     missing = [s for s in chosen if s not in available]
     if missing:
-        raise ValueError(f"{emb_dir}: no split {missing[0]!r} (found {', '.join(available)})")
+        raise SeqvisionError(f"{emb_dir}: no split {missing[0]!r} (found {', '.join(available)})")
     out_dir = Path(out_dir or det_dir)
     results, scored, files = {}, {}, []
     for name in chosen:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqvision.errors import SeqvisionError
 from seqvision.io import read_json
 from seqvision.timeline import DEFAULT_CHUNK_WINDOWS, Timeline, WindowChunk, video_timeline
 
@@ -35,7 +36,7 @@ def detector_windows(detector, window: int | None = None, stride: int | None = N
     if stride is not None:
         recorded.update(stride=stride, every_seconds=None)
     if recorded.get("clip_len") is None or (recorded.get("stride") is None and recorded.get("every_seconds") is None):
-        raise ValueError("the detector does not record the windows it was fitted on; pass --window and --stride")
+        raise SeqvisionError("the detector does not record the windows it was fitted on; pass --window and --stride")
     return recorded
 
 
@@ -66,7 +67,7 @@ def detector_encoder(detector):
     embedding = detector.info["embedding"]
     identity = embedding.get("encoder") or embedding.get("backbone")
     if not isinstance(identity, dict):
-        raise ValueError(f"the detector's embeddings name no rebuildable encoder ({identity!r})")
+        raise SeqvisionError(f"the detector's embeddings name no rebuildable encoder ({identity!r})")
     if "run" in identity:
         encoder = run_encoder(identity["run"])
     elif identity.get("name") in BACKBONES:
@@ -74,14 +75,14 @@ def detector_encoder(detector):
                    for k, v in identity.items() if k != "name"}
         encoder = backbone_encoder(identity["name"], int(embedding["img_size"]), **options)
     else:
-        raise ValueError(f"the detector's encoder {identity.get('name')!r} is not a seqvision backbone or a run; "
+        raise SeqvisionError(f"the detector's encoder {identity.get('name')!r} is not a seqvision backbone or a run; "
                          "embed the videos with seqvision index + embed instead")
     changed = sorted(k for k in set(identity) | set(encoder.identity) if identity.get(k) != encoder.identity.get(k))
     if changed:
         detail = "; ".join(f"{k}: fitted with {identity.get(k)!r}, now {encoder.identity.get(k)!r}" for k in changed)
-        raise ValueError(f"the detector's encoder changed since it was fitted ({detail}); fit a new detector")
+        raise SeqvisionError(f"the detector's encoder changed since it was fitted ({detail}); fit a new detector")
     if embedding.get("dim") is not None and encoder.dim != int(embedding["dim"]):
-        raise ValueError(f"the rebuilt encoder gives {encoder.dim} features, the detector's embeddings "
+        raise SeqvisionError(f"the rebuilt encoder gives {encoder.dim} features, the detector's embeddings "
                          f"{embedding['dim']}")
     return encoder
 

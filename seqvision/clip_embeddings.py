@@ -84,10 +84,10 @@ def pool_frame_embeddings(frames: np.ndarray, mask: np.ndarray, pool: str = DEFA
     ``[N, k*D]`` over the valid frames only. ``mean+diff``: the mean, then the mean absolute
     difference of consecutive valid frames (0 for a one-frame clip)."""
     if pool not in POOLS:
-        raise ValueError(f"unknown pool {pool!r}; choose one of {', '.join(POOLS)}")
+        raise SeqvisionError(f"unknown pool {pool!r}; choose one of {', '.join(POOLS)}")
     frames, mask = np.asarray(frames, np.float32), np.asarray(mask, bool)
     if not mask.any(axis=1).all():
-        raise ValueError("every clip needs at least one valid frame to pool")
+        raise SeqvisionError("every clip needs at least one valid frame to pool")
     return np.concatenate([part(frames, mask) for part in POOLS[pool]], axis=1)
 
 
@@ -250,7 +250,7 @@ def _open_outputs(out_dir: Path, split: str, n: int, key: dict, pooled_dim: int,
         arrays[name] = (np.load(path, mmap_mode="r+") if resume and path.exists()
                         else allocate_npy(path, dtype, shape))
         if arrays[name].shape != shape:
-            raise ValueError(f"{path}: shape {arrays[name].shape}, expected {shape}; remove {out_dir} and rerun")
+            raise SeqvisionError(f"{path}: shape {arrays[name].shape}, expected {shape}; remove {out_dir} and rerun")
     return arrays
 
 
@@ -266,10 +266,10 @@ def export_clip_embeddings(index_csv: str | Path, out_dir: str | Path, encoder: 
 
     if encoder.kind == "clips":
         if keep_frames:
-            raise ValueError("keep_frames needs a frame backbone; a run gives one vector per clip")
+            raise SeqvisionError("keep_frames needs a frame backbone; a run gives one vector per clip")
         seq_len, pool = encoder.seq_len, "run-penultimate"
     elif pool not in POOLS:
-        raise ValueError(f"unknown pool {pool!r}; choose one of {', '.join(POOLS)}")
+        raise SeqvisionError(f"unknown pool {pool!r}; choose one of {', '.join(POOLS)}")
     rows = read_clip_index(index_csv)
     with open(index_csv, newline="") as f:
         raw_rows = list(csv.DictReader(f))  # the index's own text, for rows_<split>.csv
@@ -283,10 +283,10 @@ def export_clip_embeddings(index_csv: str | Path, out_dir: str | Path, encoder: 
     state = read_json(progress_path) if progress_path.exists() else None
     if state is not None and state["key"] != key:
         changed = sorted(k for k in key if state["key"].get(k) != key[k])
-        raise ValueError(f"{out_dir}: holds an export with other settings ({', '.join(changed)}); "
+        raise SeqvisionError(f"{out_dir}: holds an export with other settings ({', '.join(changed)}); "
                          "use another --out or remove it")
     if state is None and out_dir.exists() and any(out_dir.iterdir()):
-        raise ValueError(f"{out_dir}: not empty and not an embedding export; use another --out")
+        raise SeqvisionError(f"{out_dir}: not empty and not an embedding export; use another --out")
     if state is not None and manifest_path.exists():
         log.info("%s: export already complete", out_dir)
         return read_json(manifest_path)
@@ -385,11 +385,11 @@ def probe_embeddings(out_dir: str | Path, train: str = "train", val: str = "val"
     data = {}
     for split in (train, val):
         if not (out_dir / f"X_{split}.npy").exists():
-            raise ValueError(f"{out_dir}: no {split} split to probe with (X_{split}.npy missing)")
+            raise SeqvisionError(f"{out_dir}: no {split} split to probe with (X_{split}.npy missing)")
         data[split] = (np.load(out_dir / f"X_{split}.npy").astype(np.float32), np.load(out_dir / f"y_{split}.npy"))
     for split, (_, y) in data.items():
         if len(set(y.tolist())) < 2:
-            raise ValueError(f"{out_dir}: the {split} split holds one class only; the probe needs both")
+            raise SeqvisionError(f"{out_dir}: the {split} split holds one class only; the probe needs both")
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     model.fit(*data[train])
     x_val, y_val = data[val]

@@ -102,30 +102,10 @@ def class_index(category: str, labels: list[str]) -> int | None:
 def iter_video_frames(path: str | Path, every: int = 1, size: int | None = None) -> tuple[float, Iterator]:
     """``(fps, iterator of (frame index, RGB uint8 [S, S, 3]))`` over every ``every``-th frame, one
     sequential decode (``grab`` every frame, convert only the kept ones). fps is 0.0 when unknown."""
-    import cv2
+    from seqvision.video_stream import VideoStream
 
-    from seqvision.video import VideoError, _metadata, _open, _to_rgb
-
-    path = Path(path)
-    cap = _open(path)
-    _, fps = _metadata(cap)
-    wanted = (size, size) if size else None
-
-    def frames():
-        index = 0
-        try:
-            while cap.grab():
-                if index % every == 0:
-                    ok, frame = cap.retrieve()
-                    if not ok or frame is None:
-                        break
-                    yield index, _to_rgb(frame, wanted)
-                index += 1
-        except cv2.error as error:
-            raise VideoError(path, f"OpenCV failed while decoding: {error.err or error}") from None
-        finally:
-            cap.release()
-    return fps, frames()
+    stream = VideoStream(path, lambda index: index % every == 0, size)
+    return stream.fps, ((index, image) for index, image in stream if image is not None)
 
 
 def to_probabilities(outputs: np.ndarray) -> np.ndarray:

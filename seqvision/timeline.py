@@ -30,6 +30,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from seqvision.clip_index import window_ranges
+from seqvision.errors import SeqvisionError
 from seqvision.io import atomic_write_text
 from seqvision.sampling import sample_uniform_indices
 
@@ -91,60 +92,52 @@ def iter_window_chunks(path: str | Path, window: int, stride: int | None, seq_le
     more than a window are those frames read again, in a second pass. Frames are resized to
     ``size`` x ``size``. Raises ``VideoError`` (path + reason) for an unreadable video.
     """
-    import cv2
-
-    from seqvision.video import VideoError, _metadata, _open, _to_rgb, read_video_frames
+    from seqvision.video import VideoError, read_video_frames
+    from seqvision.video_stream import VideoStream
 
     path = Path(path)
-    cap = _open(path)
-    metadata_frames, fps = _metadata(cap)
-    if every_seconds is not None:
-        if fps <= 0:
-            cap.release()
-            raise VideoError(path, "the video reports no frame rate, so windows every N seconds cannot be placed")
-        stride = max(1, round(every_seconds * fps))
-    window_ranges(1, window, stride)  # validates window and stride
     offsets = sample_uniform_indices(window, seq_len, 0, window)  # samples of any full window, from its start
     offset_set = set(offsets.tolist())
-    tail_from = max(0, metadata_frames - 2 * window) if metadata_frames else 0
-    recent: deque = deque(maxlen=window)  # (index, frame) of the last frames, for the window at the end
-    kept: dict[int, np.ndarray] = {}
-    ready, done = [], 0
 
     def sampled(index: int) -> bool:
         first = max(0, -(-(index - window + 1) // stride))
         return any(index - k * stride in offset_set for k in range(first, index // stride + 1))
 
+    stream = VideoStream(path, lambda i: sampled(i) or i >= tail_from, size)
+    metadata_frames, fps = stream.metadata_frames, stream.fps
+    if every_seconds is not None:
+        if fps <= 0:
+            stream.close()
+            raise VideoError(path, "the video reports no frame rate, so windows every N seconds cannot be placed")
+        stride = max(1, round(every_seconds * fps))
+    try:
+        window_ranges(1, window, stride)  # validates window and stride
+    except ValueError:
+        stream.close()
+        raise
+    tail_from = max(0, metadata_frames - 2 * window) if metadata_frames else 0
+    recent: deque = deque(maxlen=window)  # (index, frame) of the last frames, for the window at the end
+    kept: dict[int, np.ndarray] = {}
+    ready, done = [], 0
+
     def regular_chunk(decoded: int) -> WindowChunk:
         return _chunk(ready, [start + offsets for start, _ in ready], kept.__getitem__, seq_len, fps, decoded)
 
-    size_wh = (size, size)
-    index = 0
-    try:
-        while cap.grab():
-            wanted = sampled(index)
-            if wanted or index >= tail_from:
-                ok, frame = cap.retrieve()
-                if not ok or frame is None:
-                    break  # decoded but not convertible: a plain cap.read() stops here too
-                image = _to_rgb(frame, size_wh)
-                if wanted:
-                    kept[index] = image
-                if index >= tail_from:
-                    recent.append((index, image))
-            index += 1
-            if index >= window and (index - window) % stride == 0:
-                ready.append((index - window, index))
-                if len(ready) == chunk_windows:
-                    yield regular_chunk(index)
-                    done += len(ready)
-                    next_start = ready[-1][0] + stride
-                    kept = {i: f for i, f in kept.items() if i >= next_start}
-                    ready = []
-    except cv2.error as error:
-        raise VideoError(path, f"OpenCV failed while decoding: {error.err or error}") from None
-    finally:
-        cap.release()
+    for index, image in stream:
+        if image is not None:
+            if sampled(index):
+                kept[index] = image
+            if index >= tail_from:
+                recent.append((index, image))
+        if index + 1 >= window and (index + 1 - window) % stride == 0:
+            ready.append((index + 1 - window, index + 1))
+            if len(ready) == chunk_windows:
+                yield regular_chunk(index + 1)
+                done += len(ready)
+                next_start = ready[-1][0] + stride
+                kept = {i: f for i, f in kept.items() if i >= next_start}
+                ready = []
+    index = stream.decoded
     if index == 0:
         raise VideoError(path, f"no decodable frames (metadata claims {metadata_frames} frames)")
     windows = window_ranges(index, window, stride)
@@ -216,7 +209,7 @@ def class_timeline(run, video: str | Path, window: int, stride: int | None = Non
     config), fewer with a mask for a video shorter than that.
     """
     if run.kind != "video":
-        raise ValueError(f"{run.path}: not a video run; timelines need a model that takes frames")
+        raise SeqvisionError(f"{run.path}: not a video run; timelines need a model that takes frames")
     seq_len, img_size = int(run.config["seq_len"]), int(run.config["img_size"])
     return video_timeline(video, window, stride or max(1, window // 2), seq_len, img_size,
                           lambda chunk: run.predict_proba(chunk.clips(), chunk.mask), list(run.labels),
@@ -230,7 +223,7 @@ def merge_segments(timeline: Timeline, column: str, threshold: float, label: str
     ``{label, start_frame, end_frame, start_s, end_s, peak}`` (from the first window's start to
     the last window's end; ``peak``: the highest score in the run)."""
     if column not in timeline.columns:
-        raise ValueError(f"{timeline.path}: no score column {column!r} (columns: {', '.join(timeline.columns)})")
+        raise SeqvisionError(f"{timeline.path}: no score column {column!r} (columns: {', '.join(timeline.columns)})")
     scores = timeline.values[:, timeline.columns.index(column)]
     above = np.r_[False, scores > threshold, False]
     starts = np.flatnonzero(~above[:-1] & above[1:])
@@ -339,7 +332,7 @@ def read_timeline_csv(path: str | Path) -> tuple[np.ndarray, dict[str, np.ndarra
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
         if tuple(header[:4]) != TIME_COLUMNS or len(header) < 5:
-            raise ValueError(f"{path}: not a timeline CSV (expected {','.join(TIME_COLUMNS)} and score columns)")
+            raise SeqvisionError(f"{path}: not a timeline CSV (expected {','.join(TIME_COLUMNS)} and score columns)")
         ranges, columns = [], {name: [] for name in header[4:]}
         for line, row in enumerate(reader, start=2):
             try:
@@ -347,7 +340,7 @@ def read_timeline_csv(path: str | Path) -> tuple[np.ndarray, dict[str, np.ndarra
                 for name in columns:
                     columns[name].append(float(row[name]))
             except (TypeError, ValueError):
-                raise ValueError(f"{path}:{line}: a frame or score is not a number") from None
+                raise SeqvisionError(f"{path}:{line}: a frame or score is not a number") from None
     if not ranges:
-        raise ValueError(f"{path}: the timeline has no windows")
+        raise SeqvisionError(f"{path}: the timeline has no windows")
     return np.array(ranges, np.int64), {k: np.array(v) for k, v in columns.items()}

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqvision.errors import SeqvisionError
 from seqvision.timeline import read_timeline_csv
 
 log = logging.getLogger(__name__)
@@ -40,25 +41,25 @@ def read_temporal_annotations(path: str | Path) -> dict[str, dict]:
             continue
         where = f"{path}:{line_no}"
         if len(fields) < 4 or len(fields) % 2:
-            raise ValueError(f"{where}: expected 'video class start1 end1 [start2 end2 ...]', got {line.strip()!r}")
+            raise SeqvisionError(f"{where}: expected 'video class start1 end1 [start2 end2 ...]', got {line.strip()!r}")
         try:
             numbers = [int(v) for v in fields[2:]]
         except ValueError:
-            raise ValueError(f"{where}: event frames must be integers (-1 for none), got {fields[2:]}") from None
+            raise SeqvisionError(f"{where}: event frames must be integers (-1 for none), got {fields[2:]}") from None
         events = []
         for start, end in zip(numbers[::2], numbers[1::2]):
             if start == -1 and end == -1:
                 continue
             if not 0 <= start < end:
-                raise ValueError(f"{where}: event [{start}, {end}) must have 0 <= start < end")
+                raise SeqvisionError(f"{where}: event [{start}, {end}) must have 0 <= start < end")
             events.append((start, end))
         entry = {"name": fields[0], "class": fields[1], "events": events}
         for key in {fields[0], _strip_extension(fields[0])}:
             if key in annotations and annotations[key]["name"] != fields[0]:
-                raise ValueError(f"{where}: {fields[0]} is annotated twice (also as {annotations[key]['name']})")
+                raise SeqvisionError(f"{where}: {fields[0]} is annotated twice (also as {annotations[key]['name']})")
             annotations[key] = entry
     if not annotations:
-        raise ValueError(f"{path}: no annotation lines")
+        raise SeqvisionError(f"{path}: no annotation lines")
     return annotations
 
 
@@ -81,10 +82,10 @@ def find_timelines(path: str | Path) -> list[Path]:
     if path.is_dir():
         found = sorted(path.glob(f"*{TIMELINE_SUFFIX}"))
         if not found:
-            raise ValueError(f"{path}: no *{TIMELINE_SUFFIX} files")
+            raise SeqvisionError(f"{path}: no *{TIMELINE_SUFFIX} files")
         return found
     if not path.is_file():
-        raise ValueError(f"{path}: no such timeline file or folder")
+        raise SeqvisionError(f"{path}: no such timeline file or folder")
     return [path]
 
 
@@ -93,7 +94,7 @@ def frame_scores(ranges: np.ndarray, scores: np.ndarray, n_frames: int, reduce: 
 
     ValueError when a frame is in no window."""
     if reduce not in REDUCTIONS:
-        raise ValueError(f"unknown reduction {reduce!r}; choose one of {', '.join(REDUCTIONS)}")
+        raise SeqvisionError(f"unknown reduction {reduce!r}; choose one of {', '.join(REDUCTIONS)}")
     total = np.full(n_frames, -np.inf) if reduce == "max" else np.zeros(n_frames)
     count = np.zeros(n_frames, np.int64)
     for (start, end), score in zip(ranges, scores):
@@ -104,7 +105,7 @@ def frame_scores(ranges: np.ndarray, scores: np.ndarray, n_frames: int, reduce: 
         count[start:end] += 1
     uncovered = np.flatnonzero(count == 0)
     if len(uncovered):
-        raise ValueError(f"frames {uncovered[0]}..{uncovered[-1]} ({len(uncovered)} frames) are in no window")
+        raise SeqvisionError(f"frames {uncovered[0]}..{uncovered[-1]} ({len(uncovered)} frames) are in no window")
     return total if reduce == "max" else total / count
 
 
@@ -129,11 +130,11 @@ def _auc_metrics(labels: np.ndarray, scores: np.ndarray) -> dict:
 def _score_column(columns: dict, column: str | None, path: Path) -> str:
     if column is None:
         if "score" not in columns:
-            raise ValueError(f"{path}: no 'score' column; name the class to evaluate with --class "
+            raise SeqvisionError(f"{path}: no 'score' column; name the class to evaluate with --class "
                              f"(columns: {', '.join(c for c in columns if c != 'flag')})")
         return "score"
     if column not in columns:
-        raise ValueError(f"{path}: no column {column!r} (columns: {', '.join(columns)})")
+        raise SeqvisionError(f"{path}: no column {column!r} (columns: {', '.join(columns)})")
     return column
 
 
@@ -161,7 +162,7 @@ def evaluate_timelines(timelines: str | Path, annotations: str | Path, column: s
         try:
             scores = frame_scores(ranges, columns[chosen], n_frames, reduce)
         except ValueError as error:
-            raise ValueError(f"{path}: {error}") from None
+            raise SeqvisionError(f"{path}: {error}") from None
         labels = frame_labels(entry["events"], n_frames, str(path))
         used.add(entry["name"])
         all_labels.append(labels)
@@ -169,7 +170,7 @@ def evaluate_timelines(timelines: str | Path, annotations: str | Path, column: s
         videos.append({"video": stem, "class": entry["class"], "n_frames": n_frames,
                        "anomalous_frames": int(labels.sum()), **_auc_metrics(labels, scores)})
     if not videos:
-        raise ValueError(f"{timelines}: no timeline matches a video named in {annotations}")
+        raise SeqvisionError(f"{timelines}: no timeline matches a video named in {annotations}")
     labels, scores = np.concatenate(all_labels), np.concatenate(all_scores)
     overall = {"videos": len(videos), "n_frames": int(len(labels)), "anomalous_frames": int(labels.sum()),
                **_auc_metrics(labels, scores)}
