@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqvision.evaluation import _save_figure
+from seqvision.evaluation import new_figure, save_figure
 from seqvision.io import atomic_write_text
 
 
@@ -24,21 +24,12 @@ def write_scores_csv(path: str | Path, rows: list[dict], scores, flags) -> Path:
     return atomic_write_text(path, text.getvalue())
 
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_score_distributions(scored: dict, threshold: float, path: str | Path) -> Path:
     """Histograms of normal vs anomalous scores, one panel per split, with the threshold line.
 
     ``scored``: ``{split: (scores [N], y [N])}``.
     """
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(scored), figsize=(4.5 * len(scored), 3.6), squeeze=False)
+    fig, axes = new_figure(1, len(scored), figsize=(4.5 * len(scored), 3.6), squeeze=False)
     for ax, (name, (scores, y)) in zip(axes[0], scored.items()):
         finite = np.isfinite(scores)
         bins = np.histogram_bin_edges(np.append(scores[finite], threshold), bins=40)
@@ -52,7 +43,7 @@ def plot_score_distributions(scored: dict, threshold: float, path: str | Path) -
         ax.set_ylabel("clips")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_roc_curves(scored: dict, path: str | Path) -> Path | None:
@@ -62,8 +53,7 @@ def plot_roc_curves(scored: dict, path: str | Path) -> Path | None:
     usable = {name: (s, y) for name, (s, y) in scored.items() if (y == 0).any() and (y == 1).any()}
     if not usable:
         return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig, ax = new_figure(figsize=(4.5, 4.5))
     for name, (scores, y) in usable.items():
         fpr, tpr, _ = roc_curve(y, scores)
         ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, scores):.3f})")
@@ -74,7 +64,7 @@ def plot_roc_curves(scored: dict, path: str | Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def format_report(results: dict) -> str:

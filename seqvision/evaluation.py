@@ -54,15 +54,11 @@ def classification_metrics(y_true, probs, labels: list[str], top_k: tuple[int, .
 
 def plot_confusion_matrix(cm, labels: list[str], path: str | Path, title: str = "Confusion matrix") -> Path:
     """Save a row-normalised confusion matrix with counts as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cm = np.asarray(cm)
     rows = cm.sum(axis=1, keepdims=True)
     normalised = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
     size = max(4.0, 0.5 * len(labels) + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig, ax = new_figure(figsize=(size + 1, size))
     image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
@@ -76,19 +72,15 @@ def plot_confusion_matrix(cm, labels: list[str], path: str | Path, title: str = 
                         color="white" if normalised[i, j] > 0.5 else "black", fontsize=8)
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training_curves(history_csv: str | Path, path: str | Path) -> Path:
     """Plot loss and accuracy per epoch from a Keras ``CSVLogger`` file into a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     with open(history_csv, newline="") as f:
         rows = list(csv.DictReader(f))
     epochs = [int(r["epoch"]) + 1 for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = new_figure(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for key, style in ((metric, "-o"), (f"val_{metric}", "-s")):
             values = [_number(r.get(key)) for r in rows]
@@ -99,7 +91,7 @@ def plot_training_curves(history_csv: str | Path, path: str | Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def save_metrics(metrics: dict, out_dir: str | Path, prefix: str = "eval") -> dict[str, Path]:
@@ -127,12 +119,19 @@ def _number(text) -> float:
         return float("nan")
 
 
-def _save_figure(fig, path) -> Path:
-    import matplotlib.pyplot as plt
+def new_figure(nrows: int = 1, ncols: int = 1, figsize=(6.4, 4.8), squeeze: bool = True):
+    """``(figure, axes)`` like ``plt.subplots``, without pyplot: no backend is switched and no
+    window opened, so saving plots never changes how a notebook shows its own."""
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
+
+
+def save_figure(fig, path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` atomically."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=120)
-    plt.close(fig)
     tmp.replace(path)
     return path

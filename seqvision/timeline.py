@@ -283,14 +283,12 @@ def plot_timeline(timeline: Timeline, path: str | Path, events: list[dict] = (),
                   threshold: float | None = None) -> Path:
     """Each score column over the window centres (seconds, or frames when the rate is unknown),
     ``events`` shaded, the threshold as a dashed line."""
-    from seqvision.anomaly_report import _pyplot
-    from seqvision.evaluation import _save_figure
+    from seqvision.evaluation import new_figure, save_figure
 
-    plt = _pyplot()
     centres = timeline.ranges.mean(axis=1)
     in_seconds = timeline.fps > 0
     x = timeline.seconds(centres) if in_seconds else centres
-    fig, ax = plt.subplots(figsize=(10, 3.6))
+    fig, ax = new_figure(figsize=(10, 3.6))
     for k, column in enumerate(timeline.columns):
         ax.plot(x, timeline.values[:, k], label=column, linewidth=1.2)
     for event in events:
@@ -309,7 +307,7 @@ def plot_timeline(timeline: Timeline, path: str | Path, events: list[dict] = (),
     if len(timeline.columns) <= 12:
         ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def write_timeline(timeline: Timeline, out_dir: str | Path, events: list[dict] | None = None,

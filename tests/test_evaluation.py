@@ -40,3 +40,19 @@ def test_saved_files_and_plots(tmp_path):
     png = plot_training_curves(history, tmp_path / "curves.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_saving_plots_leaves_the_pyplot_backend_alone(tmp_path):
+    """A notebook's inline backend survives train / evaluate / anomaly plots (no matplotlib.use)."""
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); "
+            "from seqvision.evaluation import plot_confusion_matrix; "
+            "from seqvision.anomaly_report import plot_roc_curves; import numpy as np; "
+            f"plot_confusion_matrix([[3, 1], [0, 4]], ['a', 'b'], r'{tmp_path / 'cm.png'}'); "
+            f"plot_roc_curves({{'test': (np.arange(6.0), np.array([0, 0, 1, 0, 1, 1]))}}, r'{tmp_path / 'roc.png'}'); "
+            "print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "svg"
+    assert (tmp_path / "cm.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "roc.png").stat().st_size > 1000
