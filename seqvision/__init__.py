@@ -26,6 +26,19 @@ _PUBLIC = {
     "VideoError": "seqvision.video",
     "make_demo_videos": "seqvision.demo",
     "make_synthetic_skeleton_dataset": "seqvision.skeleton_synth",
+    "export_run": "seqvision.export",
+    "build_clip_index": "seqvision.clip_index",
+    "check_clip_index": "seqvision.clip_index",
+    "export_clip_embeddings": "seqvision.clip_embeddings",
+    "backbone_encoder": "seqvision.clip_embeddings",
+    "pool_frame_embeddings": "seqvision.clip_embeddings",
+    "fit_detector": "seqvision.anomaly",
+    "save_detector": "seqvision.anomaly",
+    "load_detector": "seqvision.anomaly",
+    "score_embedding_dir": "seqvision.anomaly",
+    "class_timeline": "seqvision.timeline",
+    "evaluate_timelines": "seqvision.timeline_eval",
+    "find_informative_frames": "seqvision.mif",
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]
