@@ -90,7 +90,7 @@ def _load_split(name: str, x_path: Path, y_path: Path, rows_path: Path, dim) -> 
         raise SeqvisionError(f"{x_path}: width {x.shape[1]} differs from the manifest's pooled_dim/dim {dim}")
     if not (len(x) == len(y) == len(rows)):
         raise SeqvisionError(f"{x_path.parent}: split {name!r} has {len(x)} embeddings, {len(y)} labels and "
-                         f"{len(rows)} rows; they must match")
+                             f"{len(rows)} rows; they must match")
     if len(y) and not np.isin(y, (0, 1)).all():
         raise SeqvisionError(f"{y_path}: labels must be 0 (normal) or 1 (anomalous), found {sorted(set(y.tolist()))}")
     return EmbeddingSplit(name, x, y.astype(np.int64), rows)
@@ -157,7 +157,7 @@ def choose_threshold(scores, y, rule: str, percentile: float = 95.0) -> float:
 
         if not ((y == 0).any() and (y == 1).any()):
             raise SeqvisionError("the Youden threshold needs labelled anomalies in the validation rows; "
-                             "use --threshold percentile")
+                                 "use --threshold percentile")
         fpr, tpr, thresholds = roc_curve(y, scores)
         best = int(np.argmax(tpr - fpr))
         # roc_curve flags score >= t; we flag score > t, so step just below the chosen score.
@@ -358,7 +358,8 @@ def load_detector(det_dir: str | Path) -> Detector:
     """The detector saved in ``det_dir`` by :func:`save_detector`."""
     det_dir = Path(det_dir)
     if not (det_dir / DETECTOR_FILE).is_file():
-        raise SeqvisionError(f"{det_dir}: not a detector folder (no {DETECTOR_FILE}; make one with seqvision anomaly fit)")
+        raise SeqvisionError(f"{det_dir}: not a detector folder (no {DETECTOR_FILE}; make one with "
+                             "seqvision anomaly fit)")
     info = read_json(det_dir / DETECTOR_FILE)
     _detector_functions(info.get("kind"))
     with np.load(det_dir / "detector.npz", allow_pickle=False) as stored:
@@ -378,7 +379,7 @@ def check_embedding_matches(detector: Detector, manifest: dict, emb_dir) -> None
     if differ:
         detail = "; ".join(f"{k}: detector {expected.get(k)!r}, embeddings {found.get(k)!r}" for k in differ)
         raise SeqvisionError(f"{emb_dir}: embeddings do not match the detector ({detail}); embed with the "
-                         "detector's settings or fit a new detector")
+                             "detector's settings or fit a new detector")
 
 
 # === Scoring ===

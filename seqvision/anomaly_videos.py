@@ -76,14 +76,14 @@ def detector_encoder(detector):
         encoder = backbone_encoder(identity["name"], int(embedding["img_size"]), **options)
     else:
         raise SeqvisionError(f"the detector's encoder {identity.get('name')!r} is not a seqvision backbone or a run; "
-                         "embed the videos with seqvision index + embed instead")
+                             "embed the videos with seqvision index + embed instead")
     changed = sorted(k for k in set(identity) | set(encoder.identity) if identity.get(k) != encoder.identity.get(k))
     if changed:
         detail = "; ".join(f"{k}: fitted with {identity.get(k)!r}, now {encoder.identity.get(k)!r}" for k in changed)
         raise SeqvisionError(f"the detector's encoder changed since it was fitted ({detail}); fit a new detector")
     if embedding.get("dim") is not None and encoder.dim != int(embedding["dim"]):
         raise SeqvisionError(f"the rebuilt encoder gives {encoder.dim} features, the detector's embeddings "
-                         f"{embedding['dim']}")
+                             f"{embedding['dim']}")
     return encoder
 
 

@@ -117,7 +117,7 @@ def load_saved_model(handle: str):
         module = hub.load(handle)
     except Exception as error:  # hub raises many types (OSError, ValueError, URL errors)
         raise SeqvisionError(f"cannot load TF Hub model {handle!r}: {error}. Without internet, pass a local "
-                         "SavedModel folder or set TFHUB_CACHE_DIR to a cache that holds it") from None
+                             "SavedModel folder or set TFHUB_CACHE_DIR to a cache that holds it") from None
     return module
 
 

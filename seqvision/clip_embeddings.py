@@ -284,7 +284,7 @@ def export_clip_embeddings(index_csv: str | Path, out_dir: str | Path, encoder: 
     if state is not None and state["key"] != key:
         changed = sorted(k for k in key if state["key"].get(k) != key[k])
         raise SeqvisionError(f"{out_dir}: holds an export with other settings ({', '.join(changed)}); "
-                         "use another --out or remove it")
+                             "use another --out or remove it")
     if state is None and out_dir.exists() and any(out_dir.iterdir()):
         raise SeqvisionError(f"{out_dir}: not empty and not an embedding export; use another --out")
     if state is not None and manifest_path.exists():

@@ -87,7 +87,7 @@ def assign_splits(videos: list[tuple[str, str]], val_fraction: float, test_fract
     n_test, n_val = _share(len(keyed), test_fraction), _share(len(keyed), val_fraction)
     if n_test + n_val >= len(keyed):
         raise SeqvisionError(f"{len(keyed)} videos are too few for val_fraction={val_fraction} and "
-                         f"test_fraction={test_fraction}: none would be left for training")
+                             f"test_fraction={test_fraction}: none would be left for training")
     return {path: ("test" if i < n_test else "val" if i < n_test + n_val else "train")
             for i, (_, _, path) in enumerate(keyed)}
 
@@ -237,7 +237,7 @@ def read_clip_index(index_csv: str | Path) -> list[dict]:
         reader = csv.DictReader(f)
         if tuple(reader.fieldnames or ()) != INDEX_COLUMNS:
             raise SeqvisionError(f"{index_csv}: not a clip index; expected the columns {','.join(INDEX_COLUMNS)}, "
-                             f"got {','.join(reader.fieldnames or [])}")
+                                 f"got {','.join(reader.fieldnames or [])}")
         rows = []
         for line, row in enumerate(reader, start=2):
             try:

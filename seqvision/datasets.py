@@ -70,7 +70,7 @@ def find_clips(data_dir: str | Path) -> list[Clip]:
     found = frame_clips or videos
     if not found:
         raise SeqvisionError(f"{data_dir}: no clips found; expected {data_dir}/<label>/<clip>.mp4|avi|… "
-                         "or frame folders written by `seqvision extract-frames`")
+                             "or frame folders written by `seqvision extract-frames`")
     return [Clip(Path(path), label) for label, path in found]
 
 
@@ -228,8 +228,8 @@ def augment_clip(frames, generator: tf.random.Generator, min_crop_area: float, f
                  colour_jitter: float = 0.0, length=None):
     """One random crop (resized back), colour jitter and optional flip shared by all frames.
 
-    ``frames`` uint8 ``[T, S, S, 3]``; ``flip`` a bool (or bool tensor: mirror this clip); ``colour_jitter`` j draws brightness in ±j·255,
-    contrast and saturation factors in [1-j, 1+j]. Frames from ``length`` on (padding)
+    ``frames`` uint8 ``[T, S, S, 3]``; ``flip`` a bool (or bool tensor: mirror this clip);
+    ``colour_jitter`` j draws brightness in ±j·255, contrast and saturation factors in [1-j, 1+j]. Frames from ``length`` on (padding)
     stay zero.
     """
     size = tf.shape(frames)[1:3]

@@ -113,7 +113,7 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
             self._load_model()
         except (OSError, ValueError, KeyError) as error:
             raise SeqvisionError(f"{self.backup_dir}: the saved training state is damaged ({error}); delete "
-                             f"{self.backup_dir} to restart this run from its first epoch") from None
+                                 f"{self.backup_dir} to restart this run from its first epoch") from None
 
 
 def prepare_run_dir(run_dir: str | Path, config: dict) -> bool:
@@ -132,7 +132,7 @@ def prepare_run_dir(run_dir: str | Path, config: dict) -> bool:
         if saved != config:
             changed = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
             raise SeqvisionError(f"{run_dir} holds an interrupted run with other settings ({', '.join(changed)}); "
-                             "use another --out, or pass --overwrite to start over")
+                                 "use another --out, or pass --overwrite to start over")
         log.info("resuming the interrupted run in %s", run_dir)
     else:
         for backup in backups:
@@ -220,12 +220,14 @@ def fit_classifier(
                       verbose=2 if os.environ.get("CI") else 1)
         except StopIteration:  # what fit raises when the dataset yields no batch at all
             raise SeqvisionError("the training data yielded no batch: every training clip was unreadable "
-                             "(see the warnings above)") from None
+                                 "(see the warnings above)") from None
     if not record.exists():
         raise SeqvisionError(f"no epoch ended with a finite {monitor}: nothing was saved to {checkpoint} "
-                         "(check the input data for NaN or huge values)")
+                             "(check the input data for NaN or huge values)")
     if history.exists():
         plot_training_curves(history, run_dir / f"training_curves{suffix}.png")
+        if phase:  # the run's training_curves.png shows its latest phase (head, then fine-tuning)
+            plot_training_curves(history, run_dir / "training_curves.png")
     best = read_json(record)
     log.info("best epoch %d: %s", best["epoch"],
              ", ".join(f"{k}={v:.4f}" for k, v in best.items() if k not in ("epoch", "score")))
@@ -292,7 +294,7 @@ def fit_custom_loop(build_model: Callable[[], keras.Model], train_ds: tf.data.Da
     if steps <= 0:
         if not steps_per_epoch:
             raise SeqvisionError("the training dataset's length is unknown: pass steps_per_epoch "
-                             "(training clips / global batch, rounded up)")
+                                 "(training clips / global batch, rounded up)")
         steps = steps_per_epoch
     dist_ds = strategy.experimental_distribute_dataset(train_ds.repeat().with_options(options))
     with strategy.scope():

@@ -38,7 +38,7 @@ def find_videos(videos_dir: str | Path) -> list[tuple[str, Path]]:
              if visible(path) and path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS]
     if not found:
         raise SeqvisionError(f"{videos_dir}: no videos found; expected {videos_dir}/<label>/<clip>"
-                         f" with one of {', '.join(sorted(VIDEO_EXTENSIONS))}")
+                             f" with one of {', '.join(sorted(VIDEO_EXTENSIONS))}")
     return found
 
 
@@ -58,7 +58,7 @@ def _frame_files(clip_dir: Path) -> list[Path]:
     for before, after in zip(files, files[1:]):
         if int(before.stem) == int(after.stem):
             raise SeqvisionError(f"{clip_dir}: {before.name} and {after.name} are both frame {int(before.stem)}; "
-                             "keep one")
+                                 "keep one")
     return files
 
 

@@ -51,7 +51,7 @@ def load_image_classifier(model: str | Path) -> ImageClassifier:
     if path.is_file():
         if path.suffix.lower() not in (".keras", ".h5"):
             raise SeqvisionError(f"{path}: not a model (expected a .keras or .h5 file, a SavedModel folder or a TF Hub "
-                             "handle)")
+                                 "handle)")
         import keras
 
         from seqvision.model_files import load_model_file
@@ -153,7 +153,7 @@ def video_mif(classifier: ImageClassifier, path: str | Path, category: str, true
         out = to_probabilities(classifier.predict(batch[:n]))
         if out.ndim != 2 or out.shape[0] != n or true_class >= out.shape[1]:
             raise SeqvisionError(f"the model gives outputs of shape {out.shape} for {n} images; expected [{n}, K] "
-                             f"with K > {true_class} (one per line of the labels file)")
+                                 f"with K > {true_class} (one per line of the labels file)")
         probs.append(out)
         top = int(np.argmax(out[:, true_class]))
         if out[top, true_class] > best[0]:
@@ -184,8 +184,9 @@ def find_informative_frames(videos_dir: str | Path, model: str | Path, labels: l
     """The MIF of each video in ``videos_dir/<category>/``.
 
     Returns ``(results, problems)``; ``problems``: ``{"unknown_categories": [...],
-    "unknown_category_videos": count, "unreadable": [(path, reason)]}``; those videos are skipped. ``size`` defaults to the model's input side; ``scale`` (a key
-    of ``SCALES``) to the model kind's (see :func:`load_image_classifier`).
+    "unknown_category_videos": count, "unreadable": [(path, reason)]}``; those videos are skipped.
+    ``size`` defaults to the model's input side; ``scale`` (a key of ``SCALES``) to the model
+    kind's (see :func:`load_image_classifier`).
     """
     from tqdm import tqdm
 

@@ -84,7 +84,7 @@ def staged_run_dir(run_dir: str | Path, config: dict, overwrite: bool = False):
     finished = is_finished_run(run_dir)
     if finished and not overwrite:
         raise SeqvisionError(f"{run_dir} holds a finished run; pass --overwrite to replace it (the old run stays "
-                         "until the new one has finished), or choose another --out")
+                             "until the new one has finished), or choose another --out")
     in_place = not finished and not (overwrite and has_backup(run_dir))
     work = run_dir if in_place else run_dir.parent / f".{run_dir.name}.new-{os.getpid()}"
     existed = work.exists()

@@ -148,5 +148,5 @@ def _check_positive(name: str, value) -> float:
         raise SeqvisionError(f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise SeqvisionError(f"{name} must be a finite number > 0, got {value}"
-                         + (" (the video reports no frame rate)" if name == "fps" else ""))
+                             + (" (the video reports no frame rate)" if name == "fps" else ""))
     return value

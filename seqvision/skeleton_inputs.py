@@ -233,8 +233,9 @@ def make_skeleton_dataset(arrays: SkeletonArrays, batch_size: int, training: boo
     """Batches ``({"keypoints": float32 [B, T, D], "mask": bool [B, T]}, label int32 [B])``.
 
     ``training`` reshuffles every epoch and applies ``augmentation``, reproducibly from
-    ``seed`` (a mirrored sequence gets its class's mirror label, ``augmentation.mirror_classes``); otherwise the order is fixed and sampling centred. ``seq_len=None`` pads
-    each batch to its longest sequence.
+    ``seed`` (a mirrored sequence gets its class's mirror label, ``augmentation.mirror_classes``);
+    otherwise the order is fixed and sampling centred. ``seq_len=None`` pads each batch to its
+    longest sequence.
     """
     import tensorflow as tf
 

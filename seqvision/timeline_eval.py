@@ -131,7 +131,7 @@ def _score_column(columns: dict, column: str | None, path: Path) -> str:
     if column is None:
         if "score" not in columns:
             raise SeqvisionError(f"{path}: no 'score' column; name the class to evaluate with --class "
-                             f"(columns: {', '.join(c for c in columns if c != 'flag')})")
+                                 f"(columns: {', '.join(c for c in columns if c != 'flag')})")
         return "score"
     if column not in columns:
         raise SeqvisionError(f"{path}: no column {column!r} (columns: {', '.join(columns)})")

@@ -182,10 +182,10 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path, overwrite: bool =
     spec = backbone_spec(config.backbone)
     if config.fine_tune_at is not None and not spec.fine_tunable:
         raise SeqvisionError(f"--fine-tune-at applies to pretrained backbones "
-                         f"({', '.join(n for n, s in BACKBONES.items() if s.fine_tunable)}), not {spec.name}")
+                             f"({', '.join(n for n, s in BACKBONES.items() if s.fine_tunable)}), not {spec.name}")
     if config.fine_tune_at is not None and config.hub_handle and not config.hub_handle.endswith(".keras"):
         raise SeqvisionError("fine-tuning needs Keras layers: TF Hub models and SavedModels are used frozen "
-                         "(a .keras file can be fine-tuned)")
+                             "(a .keras file can be fine-tuned)")
     # A SavedModel path made absolute: while training, relative handles name the run's own copies.
     hub_handle = config.hub_handle if not config.hub_handle or is_url(config.hub_handle) else \
         str(Path(config.hub_handle).resolve())

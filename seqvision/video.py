@@ -292,7 +292,7 @@ def _sampler(indices, seq_len, stride, every_seconds, start, end, max_len, offse
         return "indices", lambda n, fps: explicit
     if len(modes) != 1:
         raise SeqvisionError("give exactly one of seq_len, stride or every_seconds"
-                         + (f" (got {', '.join(modes)})" if modes else ""))
+                             + (f" (got {', '.join(modes)})" if modes else ""))
     if seq_len is not None:
         if max_len is not None:
             raise SeqvisionError("max_len applies to stride and every_seconds; seq_len already bounds the length")
