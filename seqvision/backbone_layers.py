@@ -75,17 +75,19 @@ class HubImageFeatures(layers.Layer):
     """A TF Hub image feature-vector SavedModel as a Keras 3 layer (frozen).
 
     ``handle`` is a tfhub.dev / Kaggle URL or a SavedModel folder (relative: see
-    :func:`backbone_files_root`). Inputs are pixels in 0..255 ``[B, H, W, 3]``; TF Hub image
-    models expect [0, 1], so they are divided by 255 here (a ``uint8`` signature gets them as
-    they are), and resized to the height and width the signature fixes, if any. Output
+    :func:`backbone_files_root`). Inputs are pixels in 0..255 ``[B, H, W, 3]``, scaled here to
+    ``input_range``: [0, 1] for TF Hub image models (their convention), [-1, 1] for a bare
+    Keras MobileNetV2 ``export()`` (a ``uint8`` signature gets them as they are), and resized to the height and width the signature fixes, if any. Output
     ``[B, D]``. ``hub.KerasLayer`` is a Keras 2 object that Keras 3 refuses, hence this wrapper
     around ``hub.load``; the SavedModel's variables are not Keras weights, so it never trains.
     """
 
-    def __init__(self, handle: str, output_dim: int | None = None, probe_size: int = 224, **kwargs):
+    def __init__(self, handle: str, output_dim: int | None = None, probe_size: int = 224,
+                 input_range: tuple[float, float] = (0.0, 1.0), **kwargs):
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
         self.handle = str(handle)
+        self.input_range = tuple(float(v) for v in input_range)
         path = resolve_handle(self.handle)
         self._module = load_saved_model(path)  # owns the variables: keep it referenced
         self._features, spec = image_function(self._module, path)
@@ -100,13 +102,15 @@ class HubImageFeatures(layers.Layer):
             images = tf.image.resize(ops.cast(images, "float32"), self.image_size)
         if self._input_dtype.is_integer:
             return self._features(tf.cast(tf.round(images), self._input_dtype))
-        return self._features(ops.cast(images, "float32") / 255.0)
+        low, high = self.input_range
+        return self._features(ops.cast(images, "float32") * ((high - low) / 255.0) + low)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.output_dim)
 
     def get_config(self):
-        return {**super().get_config(), "handle": self.handle, "output_dim": self.output_dim}
+        return {**super().get_config(), "handle": self.handle, "output_dim": self.output_dim,
+                "input_range": list(self.input_range)}
 
 
 def load_saved_model(handle: str):
@@ -187,24 +191,30 @@ def load_keras_image_model(path: str | Path) -> keras.Model:
     return model
 
 
-def build_file_backbone(img_size: int, handle: str, name: str = "file_backbone") -> keras.Model:
+# What a file-backed image model expects its pixels in (``--hub-input-range``).
+INPUT_RANGES = {"0,1": (0.0, 1.0), "-1,1": (-1.0, 1.0), "0,255": (0.0, 255.0)}
+
+
+def build_file_backbone(img_size: int, handle: str, name: str = "file_backbone",
+                        input_range: tuple[float, float] = (0.0, 1.0)) -> keras.Model:
     """A frozen image model from a TF Hub URL, a SavedModel folder or a ``.keras`` file.
 
-    ``[B, img_size, img_size, 3]`` in 0..255 -> ``[B, D]``: pixels scaled to [0, 1] (TF Hub's
-    convention) and resized to the size the model's signature fixes, if any. A ``.keras``
+    ``[B, img_size, img_size, 3]`` in 0..255 -> ``[B, D]``: pixels scaled to ``input_range``
+    ([0, 1], TF Hub's convention, by default) and resized to the size the model's signature fixes, if any. A ``.keras``
     model is nested whole, so the run's ``model.keras`` holds its weights.
     """
     images = keras.Input((img_size, img_size, 3), name="images")
     if str(handle).endswith(".keras"):
         base = load_keras_image_model(resolve_handle(handle))
         base.trainable = False
-        x = layers.Rescaling(1.0 / 255.0, name="scale")(images)
+        low, high = input_range
+        x = layers.Rescaling((high - low) / 255.0, offset=low, name="scale")(images)
         height, width = base.inputs[0].shape[1:3]
         if height and width and (height, width) != (img_size, img_size):
             x = layers.Resizing(height, width, name="resize")(x)
         features = base(x, training=False)
     else:
-        features = HubImageFeatures(handle, probe_size=img_size, name="hub_features")(images)
+        features = HubImageFeatures(handle, probe_size=img_size, input_range=input_range, name="hub_features")(images)
     return keras.Model(images, features, name=name)
 
 

@@ -116,18 +116,21 @@ def build_keras_application_backbone(img_size: int, application: str, weights: s
 
 def build_mobilenet_backbone(img_size: int, weights: str | None = "imagenet", alpha: float = 1.0,
                              hub_handle: str | None = None, name: str = "mobilenet",
-                             pixel_range: tuple[float, float] = (-1.0, 1.0)):
+                             pixel_range: tuple[float, float] = (-1.0, 1.0), hub_input_range: str = "0,1"):
     """MobileNetV2 features, ``[B, S, S, 3]`` in 0..255 -> ``[B, 1280]`` (for ``alpha`` <= 1).
 
     From ``keras.applications`` (inputs scaled to [-1, 1] as MobileNetV2 expects) or, with
     ``hub_handle``, any frozen image model from a TF Hub URL, a SavedModel folder or a ``.keras``
-    file (inputs scaled to [0, 1] as TF Hub image models expect and resized to the size its
-    signature fixes; :func:`seqvision.backbone_layers.build_file_backbone`).
+    file (inputs scaled to ``hub_input_range``: "0,1" as TF Hub image models expect, "-1,1" for
+    a Keras MobileNetV2 ``export()``, "0,255"; resized to the size its signature fixes;
+    :func:`seqvision.backbone_layers.build_file_backbone`).
     """
     if hub_handle:
-        from seqvision.backbone_layers import build_file_backbone
+        from seqvision.backbone_layers import INPUT_RANGES, build_file_backbone
 
-        return build_file_backbone(img_size, hub_handle, name=name)
+        if hub_input_range not in INPUT_RANGES:
+            raise SeqvisionError(f"hub input range must be one of {', '.join(INPUT_RANGES)}, got {hub_input_range!r}")
+        return build_file_backbone(img_size, hub_handle, name=name, input_range=INPUT_RANGES[hub_input_range])
     return build_keras_application_backbone(img_size, "MobileNetV2", weights, pixel_range, name, alpha=alpha)
 
 
@@ -139,7 +142,8 @@ BACKBONES = {
     "mobilenet": BackboneSpec(
         "mobilenet", build_mobilenet_backbone, default_img_size=224, pixel_range=(-1.0, 1.0), frozen=True,
         summary="MobileNetV2 (keras.applications, or any image model with --hub-handle), frozen",
-        options=("weights", "alpha", "hub_handle"), path_options=("weights", "hub_handle"), fine_tunable=True),
+        options=("weights", "alpha", "hub_handle", "hub_input_range"), path_options=("weights", "hub_handle"),
+        fine_tunable=True),
     "efficientnetv2b0": BackboneSpec(
         "efficientnetv2b0", functools.partial(build_keras_application_backbone, application="EfficientNetV2B0"),
         default_img_size=224, pixel_range=(0.0, 255.0),  # EfficientNetV2 rescales its input itself

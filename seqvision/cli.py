@@ -70,6 +70,9 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
               help="mobilenet width multiplier.")
 @click.option("--hub-handle", help="mobilenet: use a frozen image model instead, from a TF Hub URL, a SavedModel "
               "folder or a .keras file (any input size; frames are resized to its signature; copied into the run).")
+@click.option("--hub-input-range", type=click.Choice(["0,1", "-1,1", "0,255"]), default="0,1", show_default=True,
+              help="--hub-handle: the pixel range that model expects (TF Hub image models: 0,1; a Keras "
+              "MobileNetV2 export(): -1,1).")
 @click.option("--fine-tune-at", type=click.IntRange(0), help="Pretrained backbones ("
               + ", ".join(n for n, s in BACKBONES.items() if s.fine_tunable) + "): epoch after which to fine-tune.")
 @click.option("--unfreeze", type=click.IntRange(1), default=30, show_default=True,
@@ -140,6 +143,9 @@ def train_command(data_dir, run_dir, overwrite, **options):
 @click.option("--weights", default="imagenet", show_default=True)
 @click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
 @click.option("--hub-handle", help="mobilenet: a TF Hub URL, SavedModel folder or .keras file, as train takes.")
+@click.option("--hub-input-range", type=click.Choice(["0,1", "-1,1", "0,255"]), default="0,1", show_default=True,
+              help="--hub-handle: the pixel range that model expects (TF Hub image models: 0,1; a Keras "
+              "MobileNetV2 export(): -1,1).")
 @click.option("--views", type=click.IntRange(1), default=4, show_default=True,
               help="Temporally shifted samplings per clip (train --train-views must match to reuse the cache).")
 @click.option("--batch-frames", type=click.IntRange(1), default=256, show_default=True,
@@ -155,14 +161,15 @@ def train_command(data_dir, run_dir, overwrite, **options):
               help="INDEX.csv: rows per resumable chunk.")
 @click.option("--probe", is_flag=True, help="INDEX.csv: print a logistic-regression ROC-AUC and accuracy on val.")
 @friendly_errors
-def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, alpha, hub_handle, views, batch_frames,
+def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, alpha, hub_handle, hub_input_range,
+                  views, batch_frames,
                   **index_options):
     """Compute (or reuse) the frozen-backbone embedding cache of DATA_DIR.
 
     With an INDEX.csv (from seqvision index) instead: one vector per window, per split, into --out
     (X_<split>.npy, y_<split>.npy, rows_<split>.csv, manifest.json); resumable.
     """
-    settings = {"weights": weights, "alpha": alpha, "hub_handle": hub_handle}
+    settings = {"weights": weights, "alpha": alpha, "hub_handle": hub_handle, "hub_input_range": hub_input_range}
     if os.path.isfile(data_dir):
         return _embed_index(data_dir, cache_root, backbone, seq_len, img_size, batch_frames, settings, **index_options)
     from seqvision.backbones import build_backbone

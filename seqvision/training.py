@@ -65,6 +65,7 @@ class VideoTrainConfig:
     weights: str | None = "imagenet"  # keras.applications backbones: "imagenet" | "none" | weights file
     alpha: float = 1.0  # mobilenet width multiplier
     hub_handle: str | None = None  # mobilenet: any image model from a TF Hub URL, SavedModel folder or .keras file
+    hub_input_range: str = "0,1"  # the pixel range that model expects: "0,1" (TF Hub), "-1,1", "0,255"
     fine_tune_at: int | None = None  # epoch after which the backbone's top layers train too
     unfreeze: int = 30  # backbone layers unfrozen for fine-tuning
     cache_dir: str | None = None  # embedding cache root; None = the user cache folder

@@ -80,6 +80,12 @@ def test_fixed_signature_savedmodel_trains_predicts_and_evaluates(hub_run, expor
     backbone = build_backbone("mobilenet", IMG, hub_handle=str(exported[1]))
     expected = exported[0](tf.image.resize(frames, (FIXED, FIXED)) / 255.0)
     np.testing.assert_allclose(backbone(frames), expected, rtol=1e-4, atol=1e-5)
+    # A bare Keras MobileNetV2 export() expects [-1, 1]: --hub-input-range -1,1 feeds it that.
+    backbone = build_backbone("mobilenet", IMG, hub_handle=str(exported[1]), hub_input_range="-1,1")
+    expected = exported[0](tf.image.resize(frames, (FIXED, FIXED)) / 127.5 - 1.0)
+    np.testing.assert_allclose(backbone(frames), expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="hub input range"):
+        build_backbone("mobilenet", IMG, hub_handle=str(exported[1]), hub_input_range="0,2")
 
 
 def test_run_predicts_after_its_savedmodel_is_deleted_and_the_run_is_moved(hub_run, tmp_path):
