@@ -52,11 +52,9 @@ class EmbeddingSplit:
 
 
 def load_embedding_dir(emb_dir: str | Path) -> tuple[dict, dict[str, EmbeddingSplit]]:
-    """``(manifest, {split: EmbeddingSplit})`` of the splits present in ``emb_dir`` (train required).
-
-    Raises ValueError (path + reason) for a missing manifest or train split, arrays whose lengths
-    disagree, labels other than 0/1, or a width other than the manifest's ``dim``.
-    """
+    """``(manifest, {split: EmbeddingSplit})`` of the splits in ``emb_dir`` (train required), without
+    the rows of unreadable videos; SeqvisionError (path + reason) for a missing manifest or train
+    split, lengths that disagree, labels other than 0/1 or a width other than the manifest's."""
     emb_dir = Path(emb_dir)
     if not (emb_dir / "manifest.json").is_file():
         raise SeqvisionError(f"{emb_dir}: not an embedding folder (no manifest.json; make one with seqvision embed)")
@@ -70,7 +68,8 @@ def load_embedding_dir(emb_dir: str | Path) -> tuple[dict, dict[str, EmbeddingSp
         if not all(present):
             missing = ", ".join(p.name for p, ok in zip(paths, present) if not ok)
             raise SeqvisionError(f"{emb_dir}: split {name!r} is incomplete (missing {missing})")
-        splits[name] = _load_split(name, *paths, manifest.get("pooled_dim", manifest.get("dim")))
+        splits[name] = _without_unreadable(_load_split(name, *paths, manifest.get("pooled_dim", manifest.get("dim"))),
+                                           manifest.get("unreadable", []))
     if "train" not in splits:
         raise SeqvisionError(f"{emb_dir}: no train split (X_train.npy, y_train.npy, rows_train.csv)")
     return manifest, splits
@@ -94,6 +93,17 @@ def _load_split(name: str, x_path: Path, y_path: Path, rows_path: Path, dim) -> 
     if len(y) and not np.isin(y, (0, 1)).all():
         raise SeqvisionError(f"{y_path}: labels must be 0 (normal) or 1 (anomalous), found {sorted(set(y.tolist()))}")
     return EmbeddingSplit(name, x, y.astype(np.int64), rows)
+
+
+def _without_unreadable(split: EmbeddingSplit, unreadable: list[dict]) -> EmbeddingSplit:
+    """``split`` without the (all-zero) rows of videos ``embed`` could not read: not footage at all."""
+    bad = [str(u["path"]) for u in unreadable if u.get("split") == split.name]
+    drop = np.array([any(p == r["path"] or p.endswith("/" + r["path"]) for p in bad) for r in split.rows], bool)
+    if not drop.any():
+        return split
+    log.warning("split %s: leaving out %d rows of %d unreadable video(s)", split.name, int(drop.sum()), len(bad))
+    keep = np.flatnonzero(~drop)
+    return EmbeddingSplit(split.name, np.asarray(split.x[keep]), split.y[keep], [split.rows[i] for i in keep])
 
 
 def embedding_identity(manifest: dict) -> dict:

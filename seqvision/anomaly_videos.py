@@ -12,6 +12,8 @@ stores clip vectors, and scored; so a window gets the score its row would get th
 """
 from __future__ import annotations
 
+import json
+
 import csv
 import logging
 from pathlib import Path
@@ -77,9 +79,10 @@ def detector_encoder(detector):
     else:
         raise SeqvisionError(f"the detector's encoder {identity.get('name')!r} is not a seqvision backbone or a run; "
                              "embed the videos with seqvision index + embed instead")
-    changed = sorted(k for k in set(identity) | set(encoder.identity) if identity.get(k) != encoder.identity.get(k))
+    rebuilt = json.loads(json.dumps(encoder.identity))  # as detector.json stores it (tuples become lists)
+    changed = sorted(k for k in set(identity) | set(rebuilt) if identity.get(k) != rebuilt.get(k))
     if changed:
-        detail = "; ".join(f"{k}: fitted with {identity.get(k)!r}, now {encoder.identity.get(k)!r}" for k in changed)
+        detail = "; ".join(f"{k}: fitted with {identity.get(k)!r}, now {rebuilt.get(k)!r}" for k in changed)
         raise SeqvisionError(f"the detector's encoder changed since it was fitted ({detail}); fit a new detector")
     if embedding.get("dim") is not None and encoder.dim != int(embedding["dim"]):
         raise SeqvisionError(f"the rebuilt encoder gives {encoder.dim} features, the detector's embeddings "

@@ -200,7 +200,9 @@ def write_timelines(timelines: list, out_dir, segment_columns: list[str] | None,
 def anomaly_timeline_command(det_dir, videos, window, stride, out_dir, segments, as_json):
     """Anomaly score of every window of each VIDEO: <stem>_timeline.csv (score, flag) and .png."""
     from seqvision.anomaly_videos import score_videos
+    from seqvision.timeline import check_distinct_names
 
+    check_distinct_names(videos)
     detector, timelines = score_videos(det_dir, list(videos), window, stride)
     write_timelines(timelines, out_dir or os.path.join(det_dir, "timelines"), ["score"] if segments else None,
                     detector.threshold, as_json)
@@ -210,9 +212,10 @@ def predict_timelines(run_dir, videos, window: int, stride: int | None, out_dir,
                       class_name: str | None, as_json: bool) -> None:
     """``seqvision predict RUN_DIR VIDEO... --window N``: class-probability timelines."""
     from seqvision.run import load_run
-    from seqvision.timeline import class_timeline
+    from seqvision.timeline import check_distinct_names, class_timeline
     from seqvision.video import VideoError
 
+    check_distinct_names(videos)
     run = load_run(run_dir)
     if class_name is not None and class_name not in run.labels:
         raise click.BadParameter(f"{class_name!r} is not a class of {run_dir} ({', '.join(run.labels)})",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import os
 import signal
@@ -207,6 +208,7 @@ def _embed_chunk(encoder: ClipEncoder, decoded: list, seq_len: int, batch_frames
         for i, s in enumerate(unit.samples):
             frames_in[position[(id(unit), i)], :len(s)] = frames[np.searchsorted(indices, s)]
     vectors = _predict(encoder.model, {"frames": frames_in, "mask": mask}, max(1, batch_frames // seq_len))
+    vectors[~mask.any(axis=1)] = 0  # rows of unreadable videos: zeros, as the frames path leaves them
     return None, mask, vectors
 
 
@@ -278,6 +280,7 @@ def export_clip_embeddings(index_csv: str | Path, out_dir: str | Path, encoder: 
     key = {"version": EXPORT_VERSION, "index_sha256": file_sha256(index_csv), "videos_dir": str(videos_dir.resolve()),
            "encoder": encoder.identity, "seq_len": seq_len, "img_size": encoder.img_size, "dim": encoder.dim,
            "pool": pool, "keep_frames": keep_frames, "chunk_rows": chunk_rows, "batch_frames": batch_frames}
+    key = json.loads(json.dumps(key))  # as progress.json gives it back (tuples become lists)
     pooled_dim = encoder.dim * (len(POOLS[pool]) if encoder.kind == "frames" else 1)
     manifest_path, progress_path = out_dir / "manifest.json", out_dir / "progress.json"
     state = read_json(progress_path) if progress_path.exists() else None

@@ -239,8 +239,10 @@ class Run:
         from seqvision.skeleton import predict_probs
 
         arrays, samples = self._skeleton_arrays(inputs, mask, split, require_labels=False)
-        if samples.skipped and not isinstance(inputs, (str, Path)):
-            raise SeqvisionError(f"{samples.skipped} of the given sequences are malformed (see the log)")
+        if samples.skipped:  # rows would no longer line up with the inputs
+            source = f"{inputs}: " if isinstance(inputs, (str, Path)) else ""
+            raise SeqvisionError(f"{source}{samples.skipped} of the sequences are malformed (see the log); "
+                                 "Run.predict lists the usable ones by frame_dir")
         return predict_probs(self.model, arrays, self.config, batch_size or 128).astype(np.float32)
 
     def _skeleton_rows(self, path, split, top_k: int, batch_size: int | None, keep_probabilities: bool):

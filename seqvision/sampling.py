@@ -82,9 +82,11 @@ def sample_uniform_batch(lengths, seq_len: int | None, rng: np.random.Generator 
     if rng is None:  # the integer form of sample_uniform_indices' centres
         uniform = ((2 * steps + 1) * lengths[:, None]) // (2 * seq_len)
     else:
-        offset = rng.random((len(lengths), seq_len))
-        uniform = np.minimum(np.floor((steps + offset) * lengths[:, None] / seq_len).astype(np.int64),
-                             lengths[:, None] - 1)
+        # Integer segment bounds [lo, hi): each segment of a sequence longer than seq_len holds at
+        # least one frame of its own, so the draws are strictly increasing (no frame twice).
+        low = (steps * lengths[:, None]) // seq_len
+        high = ((steps + 1) * lengths[:, None]) // seq_len
+        uniform = low + np.floor(rng.random((len(lengths), seq_len)) * (high - low)).astype(np.int64)
     long = lengths[:, None] > seq_len
     mask = long | (steps < lengths[:, None])
     return np.where(long, uniform, np.where(mask, steps, 0)), mask

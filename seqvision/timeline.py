@@ -310,6 +310,16 @@ def plot_timeline(timeline: Timeline, path: str | Path, events: list[dict] = (),
     return save_figure(fig, path)
 
 
+def check_distinct_names(videos) -> None:
+    """Refuse videos whose timelines would share a file name (``<stem>_timeline.csv``)."""
+    stems: dict[str, str] = {}
+    for video in videos:
+        other = stems.setdefault(Path(video).stem, str(video))
+        if other != str(video):
+            raise SeqvisionError(f"{other} and {video} would both write {Path(video).stem}_timeline.csv; "
+                                 "run them with separate --out folders")
+
+
 def write_timeline(timeline: Timeline, out_dir: str | Path, events: list[dict] | None = None,
                    threshold: float | None = None) -> dict[str, Path]:
     """Write ``<stem>_timeline.csv`` and ``.png`` (and ``<stem>_segments.csv`` when ``events`` is

@@ -97,6 +97,8 @@ def backbone_options(config: VideoTrainConfig) -> dict:
         raise SeqvisionError(f"--hub-handle applies to the {takers} backbone, not {config.backbone}")
     settings = {**dataclasses.asdict(config), "channels": 6 if config.frame_diff and config.appearance else 3}
     options = {option: settings[option] for option in backbone_spec(config.backbone).options}
+    if not config.hub_handle or options.get("hub_input_range") == "0,1":
+        options.pop("hub_input_range", None)  # the builder's default; caches and detectors made before it stay valid
     return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
 
 
@@ -153,11 +155,17 @@ def split_clips(config: VideoTrainConfig):
     if config.val_dir:
         train_clips, val_clips = clips, find_clips(config.val_dir)
     elif config.val_list:
-        train_clips, val_clips = clips, clips_in_list(find_clips(config.data_dir), config.val_list)
+        val_clips = clips_in_list(find_clips(config.data_dir), config.val_list)
+        held = {c.key for c in val_clips}
+        train_clips = [c for c in clips if c.key not in held]  # --val-list alone: train on the rest
     elif config.val_split > 0:
         train_clips, val_clips = split_train_val(clips, config.val_split, config.seed, config.groups_file)
     else:
         train_clips, val_clips = clips, []
+    shared = sorted({c.key for c in train_clips} & {c.key for c in val_clips})
+    if shared:
+        raise SeqvisionError(f"{len(shared)} clip(s) are both training and validation clips (e.g. {shared[0]}); "
+                             "the validation accuracy would flatter the model: make the two sets disjoint")
     labels = sorted({c.label for c in train_clips})
     unknown = sorted({c.label for c in val_clips} - set(labels))
     if unknown:

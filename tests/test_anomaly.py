@@ -189,3 +189,18 @@ def test_autoencoder_round_trips_through_its_folder(emb_dir, tmp_path):
     _, splits = load_embedding_dir(emb_dir)
     np.testing.assert_allclose(loaded.score(splits["test"].x), detector.score(splits["test"].x), rtol=1e-5)
     assert not list(tmp_path.glob(".det.*")), "staging folder left behind"
+
+
+def test_rows_of_unreadable_videos_are_left_out(tmp_path, basis):
+    """``embed`` leaves an unreadable video's rows as zeros and lists it; they are not normal footage."""
+    from seqvision.anomaly import load_embedding_dir
+
+    rng = np.random.default_rng(3)
+    x, y, categories, paths = make_split(rng, basis, 40, 0, videos=4)
+    x[[p == "Normal_Videos/v1.mp4" for p in paths]] = 0
+    emb = write_embedding_dir(tmp_path / "emb", {"train": (x, y, categories, paths)},
+                              unreadable=[{"split": "train", "path": "/data/videos/Normal_Videos/v1.mp4",
+                                           "reason": "damaged", "rows": 10}])
+    _, splits = load_embedding_dir(emb)
+    assert len(splits["train"].rows) == 30 and all(r["path"] != "Normal_Videos/v1.mp4" for r in splits["train"].rows)
+    assert np.asarray(splits["train"].x, np.float32).any(axis=1).all()

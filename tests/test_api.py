@@ -164,3 +164,17 @@ def test_skeleton_run_evaluate_matches_cli_json(skeleton_run):
                                                 for r in run.predict(ann, split="test1")])) == metrics["accuracy"]
     with pytest.raises(seqvision.SeqvisionError, match="views"):
         run.evaluate(ann, "test1", views=4)
+
+
+def test_skeleton_predict_proba_refuses_inputs_it_cannot_line_up(skeleton_run, tmp_path):
+    import pickle
+
+    ann, run = skeleton_run
+    data = pickle.loads(ann.read_bytes())
+    data["annotations"][0] = {**data["annotations"][0], "keypoint": data["annotations"][0]["keypoint"][..., :1]}
+    broken = tmp_path / "broken.pkl"
+    broken.write_bytes(pickle.dumps(data))
+    with pytest.raises(seqvision.SeqvisionError, match="broken.pkl: 1 of the sequences are malformed"):
+        run.predict_proba(broken)
+    rows = run.predict(broken, top_k=1)  # predict names the usable sequences instead
+    assert len(rows) == len(data["annotations"]) - 1

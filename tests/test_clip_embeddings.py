@@ -1,6 +1,7 @@
 """Embedding export from a clip index: right frames, masked pooling, resume after SIGKILL, CLI."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -131,9 +132,20 @@ def test_killed_export_resumes_to_byte_identical_arrays(index, tmp_path):
         export_clip_embeddings(index, tmp_path / "whole", fake_encoder(), **{**settings, "seq_len": 4})
 
 
-def test_unreadable_video_rows_are_zero_and_listed(index, tmp_path):
+class ClipCountModel:
+    """A stand-in for a run's clip model: [number of real frames, 1] per clip, whatever the pixels."""
+
+    def predict_on_batch(self, inputs):
+        mask = np.asarray(inputs["mask"])
+        return np.stack([mask.sum(axis=1), np.ones(len(mask))], axis=1).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["frames", "clips"])
+def test_unreadable_video_rows_are_zero_and_listed(index, tmp_path, kind):
     (tmp_path / "videos" / "Fight" / "d.avi").write_text("damaged")
-    manifest = export_clip_embeddings(index, tmp_path / "out", fake_encoder(), seq_len=8, progress=False)
+    encoder = fake_encoder() if kind == "frames" else ClipEncoder("clips", ClipCountModel(), {"run": "r"}, SIZE, 2,
+                                                                  seq_len=8)
+    manifest = export_clip_embeddings(index, tmp_path / "out", encoder, seq_len=8, progress=False)
     assert [Path(u["path"]).name for u in manifest["unreadable"]] == ["d.avi"]
     rows = read_clip_index(index)
     split = next(r["split"] for r in rows if r["path"] == "Fight/d.avi")
@@ -183,3 +195,11 @@ def test_run_encoder_gives_the_features_the_final_layer_reads(index, tmp_path):
     kernel, bias = model.layers[-1].get_weights()
     logits = x @ kernel + bias
     np.testing.assert_allclose(np.exp(logits) / np.exp(logits).sum(), probs, atol=2e-3)
+
+
+def test_an_identity_holding_a_tuple_still_finds_its_finished_export(index, tmp_path):
+    """Backbone options hold tuples (filters); progress.json gives lists back: a rerun is "done", not refused."""
+    encoder = ClipEncoder("frames", FrameIndexBackbone(), {"name": "frame-index", "filters": (32, 64)}, SIZE, 2)
+    first = export_clip_embeddings(index, tmp_path / "out", encoder, seq_len=4, progress=False)
+    again = export_clip_embeddings(index, tmp_path / "out", encoder, seq_len=4, progress=False)
+    assert again == json.loads(json.dumps(first))

@@ -102,3 +102,7 @@ def test_batch_sampler_rows_are_the_single_clip_sampler_padded():
     jittered, jmask = sample_uniform_batch(lengths, 16, rng)
     np.testing.assert_array_equal(jmask, mask)
     assert (np.diff(jittered[-1]) > 0).all() and not np.array_equal(jittered[-1], index[-1])
+    # Jitter never takes a frame twice, even when segments are barely longer than one frame.
+    for _ in range(200):
+        draws, _ = sample_uniform_batch([5, 17, 31], 4, rng)
+        assert (np.diff(draws, axis=1) > 0).all(), draws

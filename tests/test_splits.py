@@ -90,3 +90,17 @@ def test_train_skeleton_takes_groups_from_the_cli(tmp_path):
     result = CliRunner().invoke(main, ["train-skeleton", str(ann), "--out", str(tmp_path / "run2"), "--epochs", "1",
                                        "--groups", str(missing)])
     assert result.exit_code == 1 and "no group for" in result.output and "Traceback" not in result.output
+
+
+def test_a_val_list_alone_holds_its_clips_out_of_training(tmp_path):
+    from seqvision.demo import make_demo_videos
+    from seqvision.training import VideoTrainConfig, split_clips
+
+    make_demo_videos(tmp_path / "v", clips_per_class=2, groups_per_class=2, classes=("move_left", "move_right"))
+    listing = tmp_path / "testlist.txt"
+    listing.write_text("move_left/v_move_left_g01_c01.avi\nmove_right/v_move_right_g01_c01.avi\n")
+    train, val, _ = split_clips(VideoTrainConfig(data_dir=str(tmp_path / "v"), val_list=str(listing)))
+    assert {c.key for c in val} == {"move_left/v_move_left_g01_c01", "move_right/v_move_right_g01_c01"}
+    assert len(train) == 2 and not {c.key for c in train} & {c.key for c in val}
+    with pytest.raises(SeqvisionError, match="both training and validation"):
+        split_clips(VideoTrainConfig(data_dir=str(tmp_path / "v"), val_dir=str(tmp_path / "v")))

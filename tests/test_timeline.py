@@ -200,3 +200,18 @@ def test_evaluate_timeline_frame_level_auc_matches_sklearn(tmp_path):
     annotations.write_text("Arrest001_x264.mp4  Arrest  30\n")
     bad = CliRunner().invoke(main, ["evaluate-timeline", str(timelines), str(annotations)])
     assert bad.exit_code != 0 and f"{annotations}:1" in bad.output
+
+
+def test_videos_with_one_name_are_refused_before_any_timeline_is_written(tmp_path):
+    from click.testing import CliRunner
+
+    from seqvision.cli import main
+
+    for folder in ("cam1", "cam2"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "clip.avi").write_bytes(b"x")
+    (tmp_path / "run").mkdir()
+    result = CliRunner().invoke(main, ["predict", str(tmp_path / "run"), str(tmp_path / "cam1" / "clip.avi"),
+                                       str(tmp_path / "cam2" / "clip.avi"), "--window", "8"])
+    assert result.exit_code == 1 and "would both write clip_timeline.csv" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "run" / "timelines").exists()
