@@ -206,3 +206,14 @@ def test_imagenet_weights_are_saved_inside_model_keras(tmp_path, monkeypatch):
     expected = np.asarray(backbone(frames))
     assert expected.std() > 1e-2  # real features, not a random network's near-zero ones
     np.testing.assert_allclose(loaded(frames), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_hub_input_range_joins_the_cache_identity_only_when_it_changes_the_features():
+    from seqvision.training import VideoTrainConfig, backbone_identity
+
+    plain = backbone_identity(VideoTrainConfig(data_dir="d", backbone="mobilenet", weights="none"))
+    assert "hub_input_range" not in plain  # caches and detectors made before the option stay valid
+    default = backbone_identity(VideoTrainConfig(data_dir="d", backbone="mobilenet", hub_handle="https://x/y"))
+    other = backbone_identity(VideoTrainConfig(data_dir="d", backbone="mobilenet", hub_handle="https://x/y",
+                                               hub_input_range="-1,1"))
+    assert "hub_input_range" not in default and other["hub_input_range"] == "-1,1"
