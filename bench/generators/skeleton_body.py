@@ -227,3 +227,77 @@ def _atomic_pickle(obj, out_path):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def make_subject(rng, size_fraction=(0.3, 0.7)):
+    """A left/right-symmetric body (metres) plus the subject's style and typical scene;
+    ``size_fraction``: the range of its typical person height / image height."""
+    H = rng.uniform(1.50, 1.95)
+
+    def part(fraction):
+        return fraction * H * rng.uniform(0.9, 1.1)
+
+    body = dict(shin=part(0.25), thigh=part(0.245), torso=part(0.29), neck=part(0.105),
+                upper_arm=part(0.186), forearm=part(0.146), shoulder_half=part(0.12),
+                hip_half=part(0.055), eye_half=part(0.03), ear_half=part(0.065))
+    body["stature"] = body["shin"] + body["thigh"] + body["torso"] + 1.45 * body["neck"]
+    body["amplitude"] = rng.uniform(0.85, 1.15)       # how big the subject's movements are
+    body["tempo"] = rng.uniform(0.8, 1.25)            # > 1: faster repetitions
+    body["image_shape"] = int(rng.integers(len(IMAGE_SHAPES)))
+    body["size_fraction"] = rng.uniform(*size_fraction)
+    body["quality"] = rng.uniform(0.78, 0.93)         # typical detector confidence
+    return body
+
+
+def write_dataset(out_path, class_names, sequence, subject, seed: int = 0, sequences_per_class: int = 55) -> dict:
+    """Write a PYSKL pickle to out_path (atomically: temp file + os.replace): ``sequence(rng, class
+    name, body) -> (keypoint, keypoint_score, (h, w))`` for each clip, bodies from ``subject(rng)``,
+    whole subjects in test1. Returns {"classes": [...], "train1": n, "test1": n}."""
+    if sequences_per_class < 1:
+        raise ValueError("sequences_per_class must be >= 1")
+    root = np.random.SeedSequence(seed)
+    subject_seq, split_seq, clip_seq = root.spawn(3)
+    n_subjects = int(np.clip(round(sequences_per_class / SEQUENCES_PER_SUBJECT), 4, 25))
+    subject_rngs = [np.random.default_rng(s) for s in subject_seq.spawn(n_subjects)]
+    bodies = [subject(r) for r in subject_rngs]
+    split_rng = np.random.default_rng(split_seq)
+    n_test = max(1, int(round(TEST_FRACTION * n_subjects)))
+    test_subjects = set(int(i) for i in split_rng.choice(n_subjects, n_test, replace=False))
+
+    annotations, splits = [], {"train1": [], "test1": []}
+    clip_seeds = iter(clip_seq.spawn(len(class_names) * sequences_per_class))
+    for label, name in enumerate(class_names):
+        # spread the class's sequences over the subjects (UCF101: several clips per group)
+        counts = np.full(n_subjects, sequences_per_class // n_subjects)
+        counts[split_rng.choice(n_subjects, sequences_per_class % n_subjects, replace=False)] += 1
+        for g in range(n_subjects):
+            for c in range(int(counts[g])):
+                rng = np.random.default_rng(next(clip_seeds))
+                kp, score, hw = sequence(rng, name, bodies[g])
+                frame_dir = f"v_{_camel(name)}_g{g + 1:02d}_c{c + 1:02d}"
+                annotations.append({
+                    "frame_dir": frame_dir, "label": int(label),
+                    "img_shape": (int(hw[0]), int(hw[1])), "original_shape": (int(hw[0]), int(hw[1])),
+                    "total_frames": int(kp.shape[1]), "keypoint": kp, "keypoint_score": score,
+                })
+                splits["test1" if g in test_subjects else "train1"].append(frame_dir)
+    _atomic_pickle({"split": splits, "annotations": annotations}, out_path)
+    return {"classes": list(class_names), "train1": len(splits["train1"]), "test1": len(splits["test1"])}
+
+
+def run_cli(make_dataset, description: str) -> None:
+    """``python GENERATOR.py OUT.pkl [--seed S] [--sequences-per-class N]``: prints a JSON summary."""
+    import argparse
+    import json
+    import time
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("out_path")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sequences-per-class", type=int, default=55)
+    args = ap.parse_args()
+    t0 = time.time()
+    summary = make_dataset(args.out_path, seed=args.seed, sequences_per_class=args.sequences_per_class)
+    summary["seconds"] = round(time.time() - t0, 2)
+    print(json.dumps(summary))
+
