@@ -210,6 +210,31 @@ def _observe(rng, joints, uv, body, hw, scale, quality):
     return kp.astype(np.float32), score.astype(np.float32)
 
 
+def _place(rng, joints, body, hw, size_fraction, p_truncate=0.1):
+    """Scale, horizontal centre and ground line for a person: the whole sequence inside the
+    frame with a small margin, unless truncated on purpose. The horizontal range is symmetric
+    under u -> w - 1 - u, so a mirrored sequence gets the mirrored placement distribution."""
+    h, w = hw
+    scale = size_fraction * h / body["stature"]
+    xmin, xmax = joints[..., 0].min() * scale, joints[..., 0].max() * scale
+    top = joints[..., 1].max() * scale
+    margin = 0.02 * w
+    lo, hi = margin - xmin, (w - 1) - margin - xmax
+    cx = rng.uniform(lo, hi) if hi > lo else 0.5 * (lo + hi)
+    vlo, vhi = top + 0.02 * h, (h - 1) - 0.02 * h
+    ground_v = rng.uniform(vlo, vhi) if vhi > vlo else 0.5 * (vlo + vhi)
+    if rng.random() < p_truncate:
+        mode = rng.choice(["bottom", "left", "right"])
+        cut = rng.uniform(0.15, 0.45)
+        if mode == "bottom":      # legs below the frame
+            ground_v = (h - 1) + cut * body["stature"] * scale
+        elif mode == "left":      # part of the body beyond the left edge
+            cx = -cut * (xmax - xmin) - xmin
+        else:
+            cx = (w - 1) + cut * (xmax - xmin) - xmax
+    return scale, cx, ground_v
+
+
 def _camel(name):
     return "".join(part.capitalize() for part in name.split("_"))
 

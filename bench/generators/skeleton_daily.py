@@ -70,7 +70,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # skeleton_body.py beside this file, also when loaded by path
 from skeleton_body import (  # noqa: E402
     IMAGE_SHAPES, _smoothstep, _bump, _plateau, _smooth_noise,
-    _action_phase, _cycles, _idle_pose, _skeleton, _blend, _project, _observe, make_subject, run_cli,
+    _action_phase, _cycles, _idle_pose, _skeleton, _blend, _project, _observe, _place, make_subject, run_cli,
     write_dataset,
 )
 
@@ -240,30 +240,6 @@ def _bystander(rng, T):
 
 
 # --------------------------------------------------------------------------- camera and detector
-
-
-def _place(rng, joints, body, hw, size_fraction, p_truncate=0.1):
-    """Scale, horizontal centre and ground line for a person (the whole sequence inside the
-    frame with a small margin, unless truncated on purpose)."""
-    h, w = hw
-    scale = size_fraction * h / body["stature"]
-    xmin, xmax = joints[..., 0].min() * scale, joints[..., 0].max() * scale
-    top = joints[..., 1].max() * scale
-    margin = 0.02 * w
-    lo, hi = margin - xmin, (w - 1) - margin - xmax
-    cx = rng.uniform(lo, hi) if hi > lo else 0.5 * (lo + hi)
-    vlo, vhi = top + 0.02 * h, (h - 1) - 0.02 * h
-    ground_v = rng.uniform(vlo, vhi) if vhi > vlo else 0.5 * (vlo + vhi)
-    if rng.random() < p_truncate:
-        mode = rng.choice(["bottom", "left", "right"])
-        cut = rng.uniform(0.15, 0.45)
-        if mode == "bottom":      # legs below the frame
-            ground_v = (h - 1) + cut * body["stature"] * scale
-        elif mode == "left":      # part of the body beyond the left edge
-            cx = -cut * (xmax - xmin) - xmin
-        else:
-            cx = (w - 1) + cut * (xmax - xmin) - xmax
-    return scale, cx, ground_v
 
 
 def _sequence(rng, class_name, body):
