@@ -46,13 +46,15 @@ Only numpy and cv2 are used.  Deterministic given ``seed``.
 """
 from __future__ import annotations
 
-import argparse
 import os
-import tempfile
-import time
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # video_io.py beside this file, also when loaded by path
+from video_io import readable_codecs, run_cli, write_video_atomic  # noqa: E402
 
 LABELS = ["open", "close", "rise", "fall"]
 # label -> (forward process, reversed?)
@@ -62,45 +64,6 @@ FRAME_SIZES = [(128, 96), (160, 120), (200, 150), (256, 192)]  # (w, h)
 CODECS = [("MJPG", ".avi"), ("mp4v", ".mp4")]
 MAX_BYTES = 950_000
 
-_CODEC_CACHE: list | None = None
-
-
-# ----------------------------------------------------------------------------- codecs
-def available_codecs() -> list:
-    """Return the (fourcc, ext) pairs that write a file cv2 can read back here."""
-    global _CODEC_CACHE
-    if _CODEC_CACHE is not None:
-        return _CODEC_CACHE
-    ok = []
-    with tempfile.TemporaryDirectory() as td:
-        for fcc, ext in CODECS:
-            path = os.path.join(td, "probe" + ext)
-            try:
-                w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fcc), 15.0, (64, 48))
-                if not w.isOpened():
-                    continue
-                for i in range(5):
-                    w.write(np.full((48, 64, 3), 40 * i, np.uint8))
-                w.release()
-                cap = cv2.VideoCapture(path)
-                n = 0
-                while True:
-                    r, _ = cap.read()
-                    if not r:
-                        break
-                    n += 1
-                cap.release()
-                if n == 5:
-                    ok.append((fcc, ext))
-            except cv2.error:
-                continue
-    if not ok:
-        raise RuntimeError("no usable video codec (MJPG/mp4v) in this cv2 build")
-    _CODEC_CACHE = ok
-    return ok
-
-
-# ----------------------------------------------------------------------------- helpers
 def _smooth_noise(rng, n, sigma, dims=1):
     """Stationary Gaussian-smoothed white noise, unit std per dim, shape (n, dims)."""
     r = max(1, int(3 * sigma))
@@ -164,6 +127,8 @@ def _texture(rng, w, h):
 
 
 # ----------------------------------------------------------------------------- setup
+
+
 def _make_setup(seed, group):
     rng = np.random.default_rng([seed, 7919, group])
     w, h = FRAME_SIZES[rng.integers(len(FRAME_SIZES))]
@@ -231,6 +196,13 @@ class _Nuisance:
         self.rng = rng
         self.center = (w / 2.0, h / 2.0)
 
+    def background(self, setup, t):
+        """Frame ``t``'s background, with the distractor when it passes behind the scene."""
+        img = setup["bg"].copy()
+        if not self.d_front:
+            self.draw_distractor(img, t)
+        return img
+
     def draw_distractor(self, img, t):
         x, y, s = int(self.d_x[t]), int(self.d_y[t]), int(self.d_size)
         if self.d_kind == 0:
@@ -264,6 +236,8 @@ class _Nuisance:
 
 
 # ----------------------------------------------------------------------------- scenes
+
+
 def _render_door(rng, setup, n, nz):
     """Forward process of the 'open' class: a panel uncovers a textured doorway."""
     w, h = setup["w"], setup["h"]
@@ -298,9 +272,7 @@ def _render_door(rng, setup, n, nz):
 
     frames = []
     for t in range(n):
-        img = setup["bg"].copy()
-        if not nz.d_front:
-            nz.draw_distractor(img, t)
+        img = nz.background(setup, t)
         img[y0:y1, x0:x1] = room
         o = prog[t] * open_max
         if mode == 0:       # panel slides to the left, exposing the right part first
@@ -349,9 +321,7 @@ def _render_rise(rng, setup, n, nz):
         extra = (int(ex), int(ey), int(ex + ew), int(ey + eh), _rand_color(rng))
     frames = []
     for t in range(n):
-        img = setup["bg"].copy()
-        if not nz.d_front:
-            nz.draw_distractor(img, t)
+        img = nz.background(setup, t)
         x = int(xc + wob[t])
         y = int(ya + (yb - ya) * prog[t])
         s = int(r)
@@ -376,23 +346,6 @@ def _render_rise(rng, setup, n, nz):
 _RENDER = {"door": _render_door, "rise": _render_rise}
 
 
-# ----------------------------------------------------------------------------- io
-def _write_video(path, frames, fps, fourcc):
-    h, w = frames[0].shape[:2]
-    d, base = os.path.split(path)
-    ext = os.path.splitext(base)[1]
-    tmp = os.path.join(d, f".tmp_{os.getpid()}_{base}{ext}")  # keep the extension for cv2
-    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*fourcc), float(fps), (w, h))
-    if not writer.isOpened():
-        raise RuntimeError(f"cannot open writer for {path} ({fourcc})")
-    try:
-        for f in frames:
-            writer.write(f)
-    finally:
-        writer.release()
-    os.replace(tmp, path)
-
-
 def _group_counts(clips_per_class, groups):
     q, r = divmod(clips_per_class, groups)
     return [q + (1 if g < r else 0) for g in range(groups)]
@@ -404,7 +357,7 @@ def make_dataset(out_dir, seed: int = 0, clips_per_class: int = 30, groups_per_c
     {"train": n_train_clips, "test": n_test_clips, "labels": [...]}"""
     if not 0 <= test_groups_per_class <= groups_per_class:
         raise ValueError("test_groups_per_class must be in [0, groups_per_class]")
-    codecs = available_codecs()
+    codecs = readable_codecs(tuple(CODECS))
     counts = _group_counts(clips_per_class, groups_per_class)
     n_train = n_test = 0
     for g in range(1, groups_per_class + 1):
@@ -426,13 +379,13 @@ def make_dataset(out_dir, seed: int = 0, clips_per_class: int = 30, groups_per_c
                 if rev:
                     frames = frames[::-1]
                 path = os.path.join(d, f"v_{label}_g{g:02d}_c{c:02d}{ext}")
-                _write_video(path, frames, fps, fcc)
+                write_video_atomic(path, frames, fps, fcc)
                 # size guard (rarely triggers): soften the frames and rewrite.  Blurring acts
                 # frame by frame, so it cannot introduce an order cue.
                 k = 3
                 while os.path.getsize(path) > MAX_BYTES and k <= 9:
                     frames = [cv2.GaussianBlur(f, (k, k), 0) for f in frames]
-                    _write_video(path, frames, fps, fcc)
+                    write_video_atomic(path, frames, fps, fcc)
                     k += 2
                 if split == "train":
                     n_train += 1
@@ -442,15 +395,4 @@ def make_dataset(out_dir, seed: int = 0, clips_per_class: int = 30, groups_per_c
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("out_dir")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--clips-per-class", type=int, default=30)
-    ap.add_argument("--groups-per-class", type=int, default=6)
-    ap.add_argument("--test-groups-per-class", type=int, default=2)
-    a = ap.parse_args()
-    t0 = time.time()
-    summary = make_dataset(a.out_dir, seed=a.seed, clips_per_class=a.clips_per_class,
-                           groups_per_class=a.groups_per_class,
-                           test_groups_per_class=a.test_groups_per_class)
-    print(summary, f"({time.time() - t0:.1f}s)")
+    run_cli(make_dataset, __doc__.split("\n")[0])

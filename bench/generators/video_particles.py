@@ -52,13 +52,16 @@ streams are keyed by (seed, group, class, clip)).
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
-import tempfile
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # video_io.py beside this file, also when loaded by path
+from video_io import readable_codecs, run_cli, write_video_atomic  # noqa: E402
 
 LABELS = ["gather", "scatter", "paint", "erase"]
 # label -> (kind of forward process, reversed?)
@@ -74,41 +77,7 @@ _MAX_PAN = 0.6  # px / frame
 _MAX_T = 72
 _MARGIN = int(math.ceil(_MAX_PAN * _MAX_T)) + 24
 
-_usable_codec_cache: list | None = None
-
-
 # ----------------------------------------------------------------------------- utils
-def _usable_codecs() -> list:
-    """Probe each fourcc once: write a tiny clip, read it back, keep the ones that work."""
-    global _usable_codec_cache
-    if _usable_codec_cache is not None:
-        return _usable_codec_cache
-    ok = []
-    with tempfile.TemporaryDirectory() as td:
-        frame = np.zeros((64, 64, 3), np.uint8)
-        for fourcc, ext in _CODECS:
-            path = os.path.join(td, f"probe_{fourcc}.{ext}")
-            try:
-                w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), 10, (64, 64))
-                if not w.isOpened():
-                    continue
-                for i in range(5):
-                    frame[:] = i * 40
-                    w.write(frame)
-                w.release()
-                cap = cv2.VideoCapture(path)
-                n = 0
-                while cap.read()[0]:
-                    n += 1
-                cap.release()
-                if n == 5:
-                    ok.append((fourcc, ext))
-            except cv2.error:
-                continue
-    if not ok:
-        raise RuntimeError("no usable video codec among MJPG/mp4v/XVID")
-    _usable_codec_cache = ok
-    return ok
 
 
 def _smooth_noise_1d(rng, n, scale, smooth):
@@ -156,6 +125,8 @@ def _apply_palette(field, colors, stops):
 
 
 # ----------------------------------------------------------------------------- group setup
+
+
 def _make_group(seed: int, g: int) -> dict:
     rng = np.random.default_rng([seed, g, 7919])
     W, H = FRAME_SIZES[int(rng.integers(len(FRAME_SIZES)))]
@@ -244,6 +215,8 @@ def _progress(rng, T):
 
 
 # ----------------------------------------------------------------------------- backgrounds
+
+
 def _backgrounds(rng, grp, T):
     W, H = grp["W"], grp["H"]
     cv_ = grp["canvas"]
@@ -282,6 +255,8 @@ def _backgrounds(rng, grp, T):
 
 
 # ----------------------------------------------------------------------------- particles
+
+
 def _render_particles(rng, grp, frames):
     T = len(frames)
     W, H, s = grp["W"], grp["H"], grp["scale"]
@@ -355,6 +330,8 @@ def _render_particles(rng, grp, frames):
 
 
 # ----------------------------------------------------------------------------- strokes
+
+
 def _stroke_path(rng, W, H, length, M):
     step = length / M
     m = 0.12
@@ -432,6 +409,8 @@ def _render_stroke(rng, grp, frames):
 
 
 # ----------------------------------------------------------------------------- clip
+
+
 def _make_clip(seed, grp, g, cls_idx, c):
     """Returns (frames uint8 list, fps, (fourcc, ext))."""
     label = LABELS[cls_idx]
@@ -439,7 +418,7 @@ def _make_clip(seed, grp, g, cls_idx, c):
     rng = np.random.default_rng([seed, g, cls_idx, c])
     T = int(rng.integers(16, _MAX_T + 1))
     fps = int(rng.integers(grp["fps_range"][0], grp["fps_range"][1] + 1))
-    codecs = _usable_codecs()
+    codecs = readable_codecs(tuple(_CODECS))
     codec = codecs[int(rng.integers(len(codecs)))]
     frames = _backgrounds(rng, grp, T)
     if kind == "particles":
@@ -465,20 +444,13 @@ def _make_clip(seed, grp, g, cls_idx, c):
 def _write(path_noext, frames, fps, codec):
     fourcc, ext = codec
     final = f"{path_noext}.{ext}"
-    d, b = os.path.split(final)
-    tmp = os.path.join(d, f".tmp_{os.getpid()}_{b}")
-    H, W = frames[0].shape[:2]
-    w = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*fourcc), float(fps), (W, H))
-    if not w.isOpened():
-        raise RuntimeError(f"cannot open writer for {tmp}")
-    for f in frames:
-        w.write(f)
-    w.release()
-    os.replace(tmp, final)
+    write_video_atomic(final, frames, fps, fourcc)
     return final
 
 
 # ----------------------------------------------------------------------------- API
+
+
 def make_dataset(out_dir, seed: int = 0, clips_per_class: int = 30, groups_per_class: int = 6,
                  test_groups_per_class: int = 2) -> dict:
     """Write out_dir/train/<label>/v_<label>_gNN_cNN.<ext> and out_dir/test/<label>/... ; returns
@@ -503,20 +475,5 @@ def make_dataset(out_dir, seed: int = 0, clips_per_class: int = 30, groups_per_c
     return {"train": counts["train"], "test": counts["test"], "labels": list(LABELS)}
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("out_dir")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--clips-per-class", type=int, default=30)
-    ap.add_argument("--groups-per-class", type=int, default=6)
-    ap.add_argument("--test-groups-per-class", type=int, default=2)
-    a = ap.parse_args(argv)
-    summary = make_dataset(a.out_dir, seed=a.seed, clips_per_class=a.clips_per_class,
-                           groups_per_class=a.groups_per_class,
-                           test_groups_per_class=a.test_groups_per_class)
-    print(summary)
-    return summary
-
-
 if __name__ == "__main__":
-    main()
+    run_cli(make_dataset, __doc__.split("\n")[0])

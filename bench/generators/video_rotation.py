@@ -54,14 +54,15 @@ Only numpy and cv2 are used.  Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import tempfile
-import time
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # video_io.py beside this file, also when loaded by path
+from video_io import readable_codecs, run_cli, write_video_atomic  # noqa: E402
 
 # (label of the forward-rendered class, label of its time-reversed partner, motion kind)
 PAIRS = (("rotate_cw", "rotate_ccw", "rotate"), ("approach", "recede", "approach"))
@@ -74,45 +75,6 @@ LETTERS = "FGJKLPQR247"  # characters without rotational / mirror symmetry
 FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX,
          cv2.FONT_HERSHEY_TRIPLEX)
 
-_CODEC_CACHE: list | None = None
-
-
-# ----------------------------------------------------------------------------- codecs
-def available_codecs() -> list:
-    """(fourcc, ext) pairs that cv2 can write and read back here (checked once)."""
-    global _CODEC_CACHE
-    if _CODEC_CACHE is not None:
-        return _CODEC_CACHE
-    ok_list = []
-    with tempfile.TemporaryDirectory() as td:
-        for fcc, ext in CODECS:
-            path = os.path.join(td, "probe" + ext)
-            try:
-                w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fcc), 15, (64, 48))
-                if not w.isOpened():
-                    continue
-                for i in range(4):
-                    w.write(np.full((48, 64, 3), 40 * i, np.uint8))
-                w.release()
-                cap = cv2.VideoCapture(path)
-                n = 0
-                while True:
-                    ok, fr = cap.read()
-                    if not ok:
-                        break
-                    n += fr.shape[:2] == (48, 64)
-                cap.release()
-                if n == 4:
-                    ok_list.append((fcc, ext))
-            except cv2.error:
-                continue
-    if not ok_list:
-        raise RuntimeError("cv2 cannot write a readable MJPG/.avi or mp4v/.mp4 video here")
-    _CODEC_CACHE = ok_list
-    return ok_list
-
-
-# ----------------------------------------------------------------------------- colours
 def _rand_color(rng, sat=(0.35, 1.0), val=(0.3, 1.0), hue=None) -> np.ndarray:
     h = rng.uniform(0, 180) if hue is None else hue % 180  # OpenCV hue range 0..180
     hsv = np.uint8([[[h, rng.uniform(*sat) * 255, rng.uniform(*val) * 255]]])
@@ -132,6 +94,8 @@ def _contrasting_color(rng, ref: np.ndarray, min_dist: float = 90.0) -> np.ndarr
 
 
 # ----------------------------------------------------------------------------- backgrounds
+
+
 def _make_background(rng, w: int, h: int, hue: float) -> np.ndarray:
     """Float32 BGR texture of size (h, w, 3); ``hue`` is the group's dominant hue."""
     c1 = _rand_color(rng, (0.1, 0.9), (0.2, 0.95), hue=hue)
@@ -173,6 +137,8 @@ def _make_background(rng, w: int, h: int, hue: float) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- sprites
+
+
 def _make_sprite(rng, bg_mean: np.ndarray):
     """Object drawn on a SPRITE x SPRITE canvas: (colour float32 HxWx3, alpha float32 HxW)."""
     S, c = SPRITE, SPRITE / 2
@@ -255,6 +221,8 @@ def _make_sprite(rng, bg_mean: np.ndarray):
 
 
 # ----------------------------------------------------------------------------- geometry
+
+
 def _rot(ax: str, a: float) -> np.ndarray:
     c, s = np.cos(a), np.sin(a)
     if ax == "x":
@@ -275,6 +243,8 @@ def _homography(spin, tilt_x, tilt_y, X, Y, Z, f, cx, cy) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- groups & clips
+
+
 def _make_group(rng, size: tuple, hue: float) -> dict:
     w, h = size
     margin = 4
@@ -387,24 +357,9 @@ def _draw_distractor(frame: np.ndarray, d: dict, i: int) -> None:
     cv2.fillPoly(frame, [np.round(pts * 16).astype(np.int32)], d["color"], cv2.LINE_AA, sh)
 
 
-def _write_video(path: str, frames: list, fps: float, fourcc: str) -> None:
-    """Write atomically: temporary name in the same directory, then os.replace."""
-    d, base = os.path.split(path)
-    stem, ext = os.path.splitext(base)
-    tmp = os.path.join(d, f".{stem}.tmp{os.getpid()}{ext}")  # keep ext: it picks the container
-    H, W = frames[0].shape[:2]
-    w = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*fourcc), float(fps), (W, H))
-    if not w.isOpened():
-        raise RuntimeError(f"cannot open VideoWriter for {tmp} ({fourcc})")
-    try:
-        for fr in frames:
-            w.write(fr)
-    finally:
-        w.release()
-    os.replace(tmp, path)
-
-
 # ----------------------------------------------------------------------------- public API
+
+
 def make_dataset(out_dir, seed: int = 0, clips_per_class: int = 30, groups_per_class: int = 6,
                  test_groups_per_class: int = 2) -> dict:
     """Write out_dir/train/<label>/v_<label>_gNN_cNN.<ext> and out_dir/test/<label>/... ; returns
@@ -413,7 +368,7 @@ def make_dataset(out_dir, seed: int = 0, clips_per_class: int = 30, groups_per_c
         raise ValueError("need 0 <= test_groups_per_class <= groups_per_class")
     if groups_per_class < 1 or groups_per_class > 99 or clips_per_class < 0:
         raise ValueError("need 1 <= groups_per_class <= 99 and clips_per_class >= 0")
-    codecs = available_codecs()
+    codecs = readable_codecs(tuple(CODECS))
     out_dir = os.fspath(out_dir)
     for split in ("train", "test"):
         for lab in LABELS:
@@ -444,22 +399,10 @@ def make_dataset(out_dir, seed: int = 0, clips_per_class: int = 30, groups_per_c
                     if li == 1:
                         frames = frames[::-1]  # partner class = time-reversed clip
                     name = f"v_{lab}_g{g + 1:02d}_c{c + 1:02d}{ext}"
-                    _write_video(os.path.join(out_dir, split, lab, name), frames, fps, fourcc)
+                    write_video_atomic(os.path.join(out_dir, split, lab, name), frames, fps, fourcc)
                     counts[split] += 1
     return {"train": counts["train"], "test": counts["test"], "labels": list(LABELS)}
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("out_dir")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--clips-per-class", type=int, default=30)
-    ap.add_argument("--groups-per-class", type=int, default=6)
-    ap.add_argument("--test-groups-per-class", type=int, default=2)
-    args = ap.parse_args()
-    t0 = time.time()
-    summary = make_dataset(args.out_dir, seed=args.seed, clips_per_class=args.clips_per_class,
-                           groups_per_class=args.groups_per_class,
-                           test_groups_per_class=args.test_groups_per_class)
-    summary["seconds"] = round(time.time() - t0, 1)
-    print(json.dumps(summary))
+    run_cli(make_dataset, __doc__.split("\n")[0])
