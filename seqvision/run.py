@@ -28,14 +28,6 @@ DEFAULT_VIEWS = 1
 DEFAULT_SKELETON_SPLIT = "test1"
 
 
-def run_kind(run_dir: str | Path) -> str:
-    """``"video"`` or ``"skeleton"``: what the run in ``run_dir`` was trained on."""
-    config_path = Path(run_dir) / "config.json"
-    if not config_path.exists():
-        raise SeqvisionError(f"{run_dir}: not a run directory (no config.json)")
-    return read_json(config_path).get("kind", "video")
-
-
 def load_run(run_dir: str | Path) -> Run:
     """The finished run in ``run_dir`` (written by ``train`` or ``train-skeleton``), model loaded.
 
@@ -45,14 +37,16 @@ def load_run(run_dir: str | Path) -> Run:
     from seqvision.rundir import has_backup
 
     run_dir = Path(run_dir)
-    kind = run_kind(run_dir)
+    if not (run_dir / "config.json").exists():
+        raise SeqvisionError(f"{run_dir}: not a run directory (no config.json)")
+    config = read_json(run_dir / "config.json")
     missing = [n for n in ("labels.json", "model.keras") if not (run_dir / n).exists()]
     if missing:
         raise SeqvisionError(f"{run_dir}: not a finished run directory (missing {', '.join(missing)})")
     if has_backup(run_dir):
         log.warning("%s: training was interrupted; using the model saved last", run_dir)
     model = load_model_file(run_dir / "model.keras")
-    return Run(run_dir, kind, read_json(run_dir / "config.json"), list(read_json(run_dir / "labels.json")), model)
+    return Run(run_dir, config.get("kind", "video"), config, list(read_json(run_dir / "labels.json")), model)
 
 
 @dataclass
