@@ -93,15 +93,15 @@ def detector_encoder(detector):
 def embed_window_chunk(encoder, chunk: WindowChunk, pool: str, batch_frames: int = 256) -> np.ndarray:
     """float16 ``[B, D]`` clip vectors of a chunk's windows, as ``export_clip_embeddings`` stores them
     (frame backbones: each distinct frame embedded once, then ``pool``; runs: one vector per clip)."""
-    from seqvision.clip_embeddings import _predict, pool_frame_embeddings
+    from seqvision.clip_embeddings import pool_frame_embeddings, predict_in_batches
 
     if encoder.kind == "frames":
-        embedded = _predict(encoder.model, chunk.frames, batch_frames)
+        embedded = predict_in_batches(encoder.model, chunk.frames, batch_frames)
         per_frame = embedded[chunk.positions] * chunk.mask[..., None]
         vectors = pool_frame_embeddings(per_frame, chunk.mask, pool)
     else:
         clips = {"frames": chunk.clips().astype(np.float32), "mask": chunk.mask}
-        vectors = _predict(encoder.model, clips, max(1, batch_frames // chunk.mask.shape[1]))
+        vectors = predict_in_batches(encoder.model, clips, max(1, batch_frames // chunk.mask.shape[1]))
     return vectors.astype(np.float16)
 
 

@@ -156,7 +156,9 @@ def _decode(unit: _Unit, img_size: int):
     return unit, frames, indices, None
 
 
-def _predict(model, batch, batch_size: int) -> np.ndarray:
+def predict_in_batches(model, batch, batch_size: int) -> np.ndarray:
+    """``model.predict_on_batch`` over ``batch`` (an array or a dict of arrays) ``batch_size`` rows
+    at a time, float32, concatenated."""
     parts = [np.asarray(model.predict_on_batch(_slice(batch, i, batch_size)), np.float32)
              for i in range(0, _length(batch), batch_size)]
     return np.concatenate(parts)
@@ -189,7 +191,7 @@ def _embed_chunk(encoder: ClipEncoder, decoded: list, seq_len: int, batch_frames
             at += 1
     if encoder.kind == "frames":
         usable = [d for d in decoded if d[1] is not None]
-        embedded = (_predict(encoder.model, np.concatenate([d[1] for d in usable]), batch_frames)
+        embedded = (predict_in_batches(encoder.model, np.concatenate([d[1] for d in usable]), batch_frames)
                     if usable else np.zeros((0, encoder.dim), np.float32))
         out = np.zeros((n, seq_len, encoder.dim), np.float32)
         offset = {}
@@ -207,7 +209,7 @@ def _embed_chunk(encoder: ClipEncoder, decoded: list, seq_len: int, batch_frames
             continue
         for i, s in enumerate(unit.samples):
             frames_in[position[(id(unit), i)], :len(s)] = frames[np.searchsorted(indices, s)]
-    vectors = _predict(encoder.model, {"frames": frames_in, "mask": mask}, max(1, batch_frames // seq_len))
+    vectors = predict_in_batches(encoder.model, {"frames": frames_in, "mask": mask}, max(1, batch_frames // seq_len))
     vectors[~mask.any(axis=1)] = 0  # rows of unreadable videos: zeros, as the frames path leaves them
     return None, mask, vectors
 
@@ -264,7 +266,7 @@ def export_clip_embeddings(index_csv: str | Path, out_dir: str | Path, encoder: 
     killed run with the same settings. Returns the manifest."""
     from tqdm import tqdm
 
-    from seqvision.embeddings import _bounded_map, fits_float16
+    from seqvision.embeddings import bounded_map, fits_float16
 
     if encoder.kind == "clips":
         if keep_frames:
@@ -317,7 +319,7 @@ def export_clip_embeddings(index_csv: str | Path, out_dir: str | Path, encoder: 
             jobs = [(c, chunk, unit) for c, chunk in todo for unit in _units(split_rows, chunk, videos_dir, seq_len)]
             decoded_by_chunk = defaultdict(list)
             units_left = Counter(c for c, *_ in jobs)
-            results = _bounded_map(pool_threads, lambda job: (job[0], job[1], _decode(job[2], encoder.img_size)),
+            results = bounded_map(pool_threads, lambda job: (job[0], job[1], _decode(job[2], encoder.img_size)),
                                    jobs, ahead=2 * workers)
             for c, chunk, decoded in results:
                 decoded_by_chunk[c].append(decoded)

@@ -222,7 +222,7 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
     queued = 0
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
-        for index, frames, length in _bounded_map(pool, load, range(len(clips)), ahead=4 * workers):
+        for index, frames, length in bounded_map(pool, load, range(len(clips)), ahead=4 * workers):
             lengths[index] = length
             if length:
                 # A clip of T frames or fewer gives the same frames in every view: embed them once.
@@ -260,7 +260,7 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
     return cache
 
 
-def _bounded_map(pool, fn, items, ahead: int):
+def bounded_map(pool, fn, items, ahead: int):
     """``pool.map`` in order, with at most ``ahead`` results decoded but not yet consumed."""
     from collections import deque
 
