@@ -106,9 +106,16 @@ def build_keras_application_backbone(img_size: int, application: str, weights: s
     import keras
 
     images = keras.Input((img_size, img_size, 3), name="images")
-    base = getattr(keras.applications, application)(
-        input_shape=(img_size, img_size, 3), include_top=False, pooling="avg",
-        weights=None if weights in (None, "none") else weights, **application_options)
+    try:
+        base = getattr(keras.applications, application)(
+            input_shape=(img_size, img_size, 3), include_top=False, pooling="avg",
+            weights=None if weights in (None, "none") else weights, **application_options)
+    except Exception as error:  # Keras raises a bare Exception when the download fails
+        if weights != "imagenet" or "URL fetch failure" not in str(error):
+            raise
+        raise SeqvisionError(f"cannot download the ImageNet weights of {application} (no internet?): pass "
+                             "--weights FILE (the .h5 file of keras.applications, downloaded elsewhere) or "
+                             "--weights none") from None
     base.trainable = False
     features = base(_scale_pixels(images, pixel_range), training=False)
     return keras.Model(images, features, name=name or application.lower())

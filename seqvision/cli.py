@@ -189,9 +189,11 @@ def _embed_index(index_csv, out_dir, backbone, seq_len, img_size, batch_frames, 
                  keep_frames, run_dir, videos_dir, chunk_rows, probe):
     """The INDEX.csv form of ``embed``."""
     from seqvision.clip_embeddings import backbone_encoder, export_clip_embeddings, probe_embeddings, run_encoder
+    from seqvision.clip_index import read_clip_index
 
     if not out_dir:
         raise click.UsageError("embed INDEX.csv needs --out DIR")
+    read_clip_index(index_csv)  # a wrong file is named before minutes of building or downloading a model
     encoder = run_encoder(run_dir) if run_dir else backbone_encoder(backbone, img_size, **backbone_settings)
     manifest = export_clip_embeddings(index_csv, out_dir, encoder, seq_len=seq_len, pool=pool, keep_frames=keep_frames,
                                       videos_dir=videos_dir, batch_frames=batch_frames, chunk_rows=chunk_rows)

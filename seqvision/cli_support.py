@@ -49,7 +49,7 @@ def _user_errors():
     from seqvision.video import VideoError
 
     # SkeletonDataError is a ValueError.
-    return (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, VideoError)
+    return (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, VideoError)
 
 
 def _no_space_message(error: OSError) -> str:

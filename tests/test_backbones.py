@@ -217,3 +217,16 @@ def test_hub_input_range_joins_the_cache_identity_only_when_it_changes_the_featu
     other = backbone_identity(VideoTrainConfig(data_dir="d", backbone="mobilenet", hub_handle="https://x/y",
                                                hub_input_range="-1,1"))
     assert "hub_input_range" not in default and other["hub_input_range"] == "-1,1"
+
+
+def test_imagenet_weights_that_cannot_be_downloaded_are_a_clear_error(monkeypatch):
+    """Offline, Keras raises a bare Exception("URL fetch failure ..."): the user is told what to pass."""
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -2] Name or "
+                        "service not known")
+
+    monkeypatch.setattr(keras.applications, "MobileNetV2", offline)
+    with pytest.raises(ValueError, match="cannot download the ImageNet weights of MobileNetV2.*--weights FILE"):
+        build_backbone("mobilenet", 32, weights="imagenet")
+    with pytest.raises(Exception, match="URL fetch failure"):  # other failures are not dressed up
+        build_backbone("mobilenet", 32, weights=None)

@@ -178,3 +178,18 @@ def test_real_videos_covered(shared_data, tmp_path):
         assert {r["n_frames"] for r in rows if r["path"] == path} == {n}
         _assert_covers_as_specified(windows, n, 32, 16)
     assert check_clip_index(tmp_path / "i.csv")[0] == []
+
+
+def test_commands_name_a_wrong_index_file_without_a_traceback(tmp_path):
+    from click.testing import CliRunner
+
+    from seqvision.cli import main
+
+    (tmp_path / "notes.avi").write_text("not a video\n")
+    (tmp_path / "folder").mkdir()
+    for args in (["index", "--check", str(tmp_path / "folder")], ["embed", str(tmp_path / "notes.avi"), "--out",
+                                                                   str(tmp_path / "emb")]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert str(tmp_path / ("folder" if args[0] == "index" else "notes.avi")) in result.output
+    assert not (tmp_path / "emb").exists()
