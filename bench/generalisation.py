@@ -21,10 +21,11 @@ other and of ``seqvision.demo``, see ``bench/generators/``):
 Methods (video): ``notebook`` (the seed notebooks' recipe: 16 frames at 64 px,
 TimeDistributed CNN -> LSTM(64), zero padding without a mask, 20 epochs), ``orderless``
 (seqvision defaults with the mean-pooling head), ``defaults`` (``seqvision train`` with no
-options), ``v0`` (the model options before this protocol: 112 px, global average pooling, no
-motion input, one view, no weight decay; it shares the later fixes: BatchNorm momentum, keeping
-the last epoch, the validation split) and one-change ablations of the defaults (``no_frame_diff``,
-``no_feature_diff``, ``one_view``, ``px112``). Real footage with ImageNet MobileNetV2
+options: the CNN sees Lucas-Kanade flow, ``--motion flow``), ``v0`` (the model options before this
+protocol: 112 px, global average pooling, no motion input, one view, no weight decay; it shares the
+later fixes: BatchNorm momentum, keeping the last epoch, the validation split) and one-change
+ablations of the defaults (``diff``: frames next to their differences, the default before flow;
+``frames``; ``no_feature_diff``, ``one_view``, ``gap``, ``small``). Real footage with ImageNet MobileNetV2
 features (``../shared/weights``): ``nb_mobilenet`` (16 frames, MobileNetV2 features,
 Masking + LSTM(64)), ``meanpool_logreg`` (mean feature + logistic regression) and
 ``mobilenet`` (``seqvision train --backbone mobilenet --weights FILE``). Skeletons:
@@ -69,16 +70,14 @@ SIDE_PAIRS = None  # skel_sides: no flip pairs are passed to the defaults; the d
 VIDEO_VARIANTS = {
     "defaults": {},
     "orderless": {"head": "mean"},
-    "v0": {"img_size": 112, "frame_diff": False, "feature_diff": False, "train_views": 1, "weight_decay": 0.0,
+    "diff": {"motion": "diff"},  # the default before flow: frames next to their differences
+    "frames": {"motion": "frames"},
+    "v0": {"img_size": 112, "motion": "frames", "feature_diff": False, "train_views": 1, "weight_decay": 0.0,
            "pooling": "gap"},
-    "no_frame_diff": {"frame_diff": False},
     "no_feature_diff": {"feature_diff": False},
     "one_view": {"train_views": 1},
-    "px112": {"img_size": 112},
     "gap": {"pooling": "gap"},
-    "small": {"filters": [16, 32, 64]},
-    "motion_only": {"appearance": False},
-    "small_nodiff": {"filters": [16, 32, 64], "frame_diff": False},
+    "small": {"filters": [32, 64, 64]},
 }
 SKELETON_VARIANTS = {"defaults": {}, "flip": {"flip": True}}
 

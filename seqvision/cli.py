@@ -100,8 +100,9 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.3, show_default=True)
 @click.option("--head", type=click.Choice(["lstm", "mean"]), default="lstm", show_default=True,
               help="Temporal model; mean = order-free baseline.")
-@click.option("--frame-diff/--no-frame-diff", default=True, show_default=True,
-              help="cnn: feed each frame next to its difference from the previous frame (motion input).")
+@click.option("--motion", type=click.Choice(["flow", "diff", "frames"]), default="flow", show_default=True,
+              help="cnn: what it sees per step: flow = optical flow from the previous sampled frame (Lucas-Kanade, "
+              "in the model), diff = each frame next to its difference from the previous one, frames = frames alone.")
 @click.option("--feature-diff/--no-feature-diff", default=True, show_default=True,
               help="Feed the temporal head each frame's features next to their change since the previous frame.")
 @click.option("--weight-decay", type=click.FloatRange(0), default=1e-4, show_default=True,

@@ -11,6 +11,7 @@ import keras
 from keras import layers, ops
 
 from seqvision.errors import SeqvisionError
+from seqvision.flow import LucasKanadeFlow
 
 
 @keras.saving.register_keras_serializable(package="seqvision")
@@ -141,24 +142,39 @@ def _temporal_model(sequence, mask, num_classes, units, num_layers, bidirectiona
     return temporal_head(head)(x, mask, num_classes, units, num_layers, bidirectional, dropout)
 
 
+MOTION_INPUTS = ("flow", "diff", "frames")
+
+
+def motion_input_layer(motion: str):
+    """The layer turning frames ``[B, T, S, S, 3]`` into what a trained-from-scratch backbone sees
+    per step under ``motion`` (None for ``"frames"``): ``"flow"`` Lucas–Kanade flow from the
+    previous step at half the side (``[B, T, S/2, S/2, 6]``, see ``seqvision.flow``), ``"diff"``
+    each frame next to its difference from the previous one (``[B, T, S, S, 6]``)."""
+    if motion not in MOTION_INPUTS:
+        raise SeqvisionError(f"unknown motion input {motion!r}; choose one of {', '.join(MOTION_INPUTS)}")
+    if motion == "flow":
+        return LucasKanadeFlow(name="flow")
+    if motion == "diff":
+        return TemporalDifference(scale=0.5, offset=127.5, name="frame_diff")
+    return None
+
+
 def build_video_classifier(backbone: keras.Model, num_classes: int, img_size: int, seq_len: int | None = None,
                            units: int = 128, num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.3,
-                           input_dropout: float = 0.0, head: str = "lstm", frame_diff: bool = False,
-                           feature_diff: bool = False, appearance: bool = True,
-                           name: str = "video_classifier") -> keras.Model:
+                           input_dropout: float = 0.0, head: str = "lstm", motion: str = "frames",
+                           feature_diff: bool = False, name: str = "video_classifier") -> keras.Model:
     """``{"frames": [B, T, H, W, 3] in 0..255, "mask": [B, T] bool} -> [B, K]``.
 
-    ``FrameEncoder(backbone)`` (a batched ``TimeDistributed``) turns each frame into a
-    vector ``[B, T, D]``; the backbone does its own input scaling. ``frame_diff`` gives the
-    backbone each frame next to its difference from the previous frame (6 channels, see
-    ``TemporalDifference``); ``feature_diff`` does the same for the per-frame vectors before
-    the temporal head; ``appearance=False`` (with ``frame_diff``) gives the backbone the differences
-    alone (3 channels). ``seq_len=None`` accepts any length.
+    ``FrameEncoder(backbone)`` (a batched ``TimeDistributed``) turns each step into a vector
+    ``[B, T, D]``; the backbone does its own input scaling. ``motion`` (``MOTION_INPUTS``) is what
+    it sees per step: the frames, or their flow or differences (:func:`motion_input_layer`; the
+    backbone must take that size and channel count). ``feature_diff`` feeds the temporal head each
+    vector next to its change since the previous step. ``seq_len=None`` accepts any length.
     """
     frames = keras.Input((seq_len, img_size, img_size, 3), name="frames")
     mask = keras.Input((seq_len,), dtype="bool", name="mask")
-    x = (TemporalDifference(scale=0.5, offset=127.5, keep_input=appearance, name="frame_diff")(frames)
-         if frame_diff else frames)
+    motion_layer = motion_input_layer(motion)
+    x = motion_layer(frames) if motion_layer is not None else frames
     features = FrameEncoder(backbone, name="frame_features")(x)
     probs = _temporal_model(features, mask, num_classes, units, num_layers, bidirectional, dropout, head,
                             feature_diff, input_dropout)

@@ -50,8 +50,7 @@ class VideoTrainConfig:
     bidirectional: bool = False
     dropout: float = 0.3
     head: str = "lstm"  # "lstm" | "mean" (order-free baseline)
-    frame_diff: bool = True  # cnn: frames next to their differences from the previous frame
-    appearance: bool = True  # cnn with frame_diff: False feeds the differences alone
+    motion: str = "flow"  # cnn: what it sees per step: "flow" (from the previous step) | "diff" | "frames"
     feature_diff: bool = True  # per-frame vectors next to their change, before the temporal head
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     pooling: str = "grid"  # cnn: "grid" (4x4 cells, keeps where things are) | "gap" (global average)
@@ -88,14 +87,24 @@ def resolve_cache(cache: str, num_clips: int, seq_len: int, img_size: int, limit
     return cache == "memory"
 
 
+def backbone_input_size(config: VideoTrainConfig) -> int:
+    """The side in pixels of what the backbone sees per step: half the frame side under flow."""
+    from seqvision.backbones import backbone_spec
+
+    takes_motion = "channels" in backbone_spec(config.backbone).options
+    return config.img_size // 2 if takes_motion and config.motion == "flow" else config.img_size
+
+
 def backbone_options(config: VideoTrainConfig) -> dict:
     """Keyword arguments of ``build_backbone`` for this config: the options its spec takes."""
     from seqvision.backbones import BACKBONES, backbone_spec
+    from seqvision.flow import flow_channels
 
     if config.hub_handle and "hub_handle" not in backbone_spec(config.backbone).options:
         takers = ", ".join(n for n, s in BACKBONES.items() if "hub_handle" in s.options)
         raise SeqvisionError(f"--hub-handle applies to the {takers} backbone, not {config.backbone}")
-    settings = {**dataclasses.asdict(config), "channels": 6 if config.frame_diff and config.appearance else 3}
+    channels = {"frames": 3, "diff": 6, "flow": flow_channels()}[config.motion]
+    settings = {**dataclasses.asdict(config), "channels": channels}
     options = {option: settings[option] for option in backbone_spec(config.backbone).options}
     if not config.hub_handle or options.get("hub_input_range") == "0,1":
         options.pop("hub_input_range", None)  # the builder's default; caches and detectors made before it stay valid
@@ -187,8 +196,11 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path, overwrite: bool =
     """
     from seqvision.backbone_layers import backbone_files_root, is_url
     from seqvision.backbones import BACKBONES, backbone_spec
+    from seqvision.models import MOTION_INPUTS
 
     spec = backbone_spec(config.backbone)
+    if config.motion not in MOTION_INPUTS:
+        raise SeqvisionError(f"unknown motion input {config.motion!r}; choose one of {', '.join(MOTION_INPUTS)}")
     if config.fine_tune_at is not None and not spec.fine_tunable:
         raise SeqvisionError(f"--fine-tune-at applies to pretrained backbones "
                              f"({', '.join(n for n, s in BACKBONES.items() if s.fine_tunable)}), not {spec.name}")
@@ -235,8 +247,7 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
     head_options = dict(units=config.units, num_layers=config.num_layers, bidirectional=config.bidirectional,
                         dropout=config.dropout, head=config.head, feature_diff=config.feature_diff)
     spec = backbone_spec(config.backbone)
-    frame_options = dict(head_options, frame_diff=config.frame_diff and "channels" in spec.options,
-                         appearance=config.appearance)
+    frame_options = dict(head_options, motion=config.motion if "channels" in spec.options else "frames")
 
     def frame_datasets():
         cache = resolve_cache(config.cache, len(train_clips) * config.train_views + len(val_clips), config.seq_len,
@@ -256,7 +267,7 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
         # so plain variables lose nothing.
         saved_model = config.hub_handle and not config.hub_handle.endswith(".keras")
         with contextlib.nullcontext() if saved_model else strategy.scope():
-            backbone = build_backbone(config.backbone, config.img_size, **backbone_options(config))
+            backbone = build_backbone(config.backbone, backbone_input_size(config), **backbone_options(config))
         copy_saved_models_into_run(backbone, run_dir)
         if not spec.frozen:
             train_ds, val_ds = frame_datasets()

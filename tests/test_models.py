@@ -14,14 +14,16 @@ def _padded(x, extra, fill):
     return np.concatenate([x, pad], axis=1), mask
 
 
-@pytest.mark.parametrize("bidirectional,num_layers,diffs,pooling,appearance", [
-    (False, 1, False, "gap", True), (True, 1, False, "grid", True), (False, 2, False, "gap", True),
-    (False, 1, True, "grid", True), (True, 2, True, "gap", True), (False, 1, True, "grid", False)])
-def test_padded_masked_video_equals_unpadded(bidirectional, num_layers, diffs, pooling, appearance):
+@pytest.mark.parametrize("bidirectional,num_layers,motion,feature_diff,pooling", [
+    (False, 1, "frames", False, "gap"), (True, 1, "frames", False, "grid"), (False, 2, "frames", False, "gap"),
+    (False, 1, "diff", True, "grid"), (True, 2, "diff", True, "gap"), (False, 1, "flow", True, "grid"),
+    (True, 2, "flow", False, "gap")])
+def test_padded_masked_video_equals_unpadded(bidirectional, num_layers, motion, feature_diff, pooling):
     keras.utils.set_random_seed(1)
-    backbone = build_backbone("cnn", 32, filters=(8, 16), channels=6 if diffs and appearance else 3, pooling=pooling)
+    side = 16 if motion == "flow" else 32
+    backbone = build_backbone("cnn", side, filters=(8, 16), channels=3 if motion == "frames" else 6, pooling=pooling)
     model = build_video_classifier(backbone, 3, 32, bidirectional=bidirectional, num_layers=num_layers, units=16,
-                                   frame_diff=diffs, feature_diff=diffs, appearance=appearance)
+                                   motion=motion, feature_diff=feature_diff)
     model.compile()
     frames = np.random.default_rng(0).integers(0, 256, (2, 7, 32, 32, 3)).astype("float32")
     # Padding filled with bright pixels: a mask inferred from pixel values would get this wrong.
@@ -95,11 +97,12 @@ def test_temporal_difference_appends_change_since_previous_step():
     np.testing.assert_array_equal(shifted[0, 1, ..., 3:], 255.0)  # black to white: the top of the range
 
 
-def test_frame_difference_input_sees_the_direction_of_time():
+@pytest.mark.parametrize("motion", ["diff", "flow"])
+def test_motion_input_sees_the_direction_of_time(motion):
     """Reversing a clip changes what each step's vector is, not only their order."""
     keras.utils.set_random_seed(3)
-    backbone = build_backbone("cnn", 16, filters=(4, 8), channels=6)
-    model = build_video_classifier(backbone, 2, 16, frame_diff=True, units=4)
+    backbone = build_backbone("cnn", 8 if motion == "flow" else 16, filters=(4, 8), channels=6)
+    model = build_video_classifier(backbone, 2, 16, motion=motion, units=4)
     encoder = keras.Model(model.inputs, model.get_layer("frame_features").output)
     frames = np.random.default_rng(0).integers(0, 256, (1, 5, 16, 16, 3)).astype("float32")
     mask = np.ones((1, 5), bool)
@@ -121,8 +124,8 @@ def test_multi_view_prediction_is_the_mean_of_single_views(tmp_path):
     for i in range(20):
         cv2.imwrite(str(clip / f"{i:06d}.png"), rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
     keras.utils.set_random_seed(4)
-    model = build_video_classifier(build_backbone("cnn", 16, filters=(4, 8), channels=6), 3, 16, units=4,
-                                   frame_diff=True, feature_diff=True)
+    model = build_video_classifier(build_backbone("cnn", 8, filters=(4, 8), channels=6), 3, 16, units=4,
+                                   motion="flow", feature_diff=True)
     frames, length = load_clip_views(clip, 6, 16, view_offsets(3))
     mask = np.tile(np.arange(6) < length, (1, 3, 1))
     averaged = predict_views(model, {"frames": frames[None], "mask": mask})
@@ -130,3 +133,49 @@ def test_multi_view_prediction_is_the_mean_of_single_views(tmp_path):
                                        "mask": (np.arange(6) < length)[None]}) for offset in view_offsets(3)]
     np.testing.assert_allclose(averaged, np.mean(singles, axis=0), atol=1e-6)
     assert np.abs(singles[0] - singles[2]).max() > 1e-6  # the views differ, so the mean is not trivial
+
+
+def _texture_clip(shift_xy, steps=3, side=32, seed=0):
+    """Grey texture moving by ``shift_xy`` pixels per step: uint8 ``[1, steps, side, side, 3]``."""
+    import cv2
+
+    texture = cv2.GaussianBlur(np.random.default_rng(seed).uniform(0, 255, (side * 2, side * 2)).astype("float32"),
+                               (0, 0), 1.5)
+    dx, dy = shift_xy
+    frames = [texture[16 - t * dy:16 - t * dy + side, 16 - t * dx:16 - t * dx + side] for t in range(steps)]
+    return np.repeat(np.stack(frames)[None, ..., None], 3, axis=-1)
+
+
+@pytest.mark.parametrize("shift_xy", [(1, 0), (-1, 0), (0, 2), (0, -2), (1, -1)])
+def test_flow_measures_the_motion_of_a_moving_texture(shift_xy):
+    from seqvision.flow import LucasKanadeFlow
+
+    coded = np.asarray(LucasKanadeFlow(stride=2)(_texture_clip(shift_xy)))
+    assert coded.shape == (1, 3, 16, 16, 6)
+    np.testing.assert_allclose(coded[0, 0], 127.5, atol=1e-3)  # no previous step: no motion
+    flow = np.arctanh(coded[0, 1:, 4:-4, 4:-4] / 127.5 - 1)  # tanh coding undone, border left out
+    for scale in range(3):
+        for measured, true in zip(np.median(flow[..., 2 * scale:2 * scale + 2], axis=(0, 1, 2)), shift_xy):
+            assert (np.sign(measured) == np.sign(true) and abs(measured) > 0.3) if true else abs(measured) < 0.25
+    # Finest scale, small motion: close to the true shift in pixels.
+    assert abs(np.median(flow[..., 0]) - shift_xy[0]) < 0.5 and abs(np.median(flow[..., 1]) - shift_xy[1]) < 0.8
+
+
+def test_flow_ignores_which_colour_is_in_front():
+    """Flow of a clip and of its negative are the same: the motion, not the looks."""
+    from seqvision.flow import LucasKanadeFlow
+
+    clip = _texture_clip((1, 1)).astype("float32")
+    layer = LucasKanadeFlow()
+    np.testing.assert_allclose(np.asarray(layer(255.0 - clip)), np.asarray(layer(clip)), atol=1e-2)
+
+
+def test_flow_model_saves_and_loads(tmp_path):
+    keras.utils.set_random_seed(5)
+    model = build_video_classifier(build_backbone("cnn", 12, filters=(4, 8), channels=6), 2, 24, motion="flow",
+                                   units=4)
+    model.save(tmp_path / "flow.keras")
+    loaded = keras.models.load_model(tmp_path / "flow.keras")
+    inputs = {"frames": np.random.default_rng(6).integers(0, 256, (2, 4, 24, 24, 3)).astype("float32"),
+              "mask": np.ones((2, 4), bool)}
+    np.testing.assert_allclose(loaded.predict(inputs, verbose=0), model.predict(inputs, verbose=0), atol=1e-6)
