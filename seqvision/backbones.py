@@ -26,7 +26,7 @@ class BackboneSpec:
     ``builder(img_size, pixel_range=..., name=..., **options)`` returns a ``keras.Model``
     ``[B, img_size, img_size, C]`` in 0..255 -> ``[B, D]`` that scales pixels to ``pixel_range``
     itself. ``options`` are the run settings (``VideoTrainConfig`` fields, plus ``channels``: 6
-    when the run feeds frames next to their differences, else 3) it takes, and the cache identity
+    when the run feeds flow or frames next to their differences, 3 for frames alone) it takes, and the cache identity
     of its embeddings; ``path_options`` are those that may name a file, folder or URL (their
     contents are fingerprinted in the cache identity; a SavedModel is copied into the run).
     ``frozen``: used as it is, with per-frame embeddings cached and only the head trained;
@@ -49,9 +49,10 @@ def build_cnn_backbone(img_size: int, filters: tuple[int, ...] = (32, 64, 128, 1
                        pixel_range: tuple[float, float] = (-1.0, 1.0)):
     """Small CNN: conv-BN-ReLU blocks with max pooling, then ``pooling``.
 
-    ``[B, img_size, img_size, channels]`` in 0..255 -> ``[B, D]`` (``channels=6``: frames next
-    to their differences, see ``models.TemporalDifference``). ``pooling="grid"`` averages the
-    last feature map down to ``grid x grid`` cells and projects them to ``grid_width`` features, so
+    ``[B, img_size, img_size, channels]`` in 0..255 -> ``[B, D]`` (``channels=6``: flow at three
+    scales, see ``seqvision.flow``, or frames next to their differences). ``pooling="grid"``
+    averages the last feature map down to ``grid x grid`` cells and projects them to
+    ``grid_width`` features, so
     where things are (and which way they turn) survives; ``"gap"`` is global average pooling
     (``D = filters[-1]``), which keeps only what is present.
     """
@@ -144,7 +145,7 @@ def build_mobilenet_backbone(img_size: int, weights: str | None = "imagenet", al
 BACKBONES = {
     "cnn": BackboneSpec(
         "cnn", build_cnn_backbone, default_img_size=64, pixel_range=(-1.0, 1.0), frozen=False,
-        summary="small CNN trained end to end (frames next to their differences)",
+        summary="small CNN trained end to end on optical flow of the frames (--motion)",
         options=("channels", "pooling", "filters")),
     "mobilenet": BackboneSpec(
         "mobilenet", build_mobilenet_backbone, default_img_size=224, pixel_range=(-1.0, 1.0), frozen=True,
