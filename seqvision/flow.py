@@ -61,8 +61,12 @@ class LucasKanadeFlow(layers.Layer):
             sxx, syy = sxx + self.reg, syy + self.reg
             det = sxx * syy - sxy * sxy
             flow = ops.concatenate([sxy * syt - syy * sxt, sxy * sxt - sxx * syt], axis=-1) / det * float(scale)
+            if size[0] > out_size[0]:  # area downscale as a pool: TFLite has no ResizeArea
+                factor = (size[0] // out_size[0], size[1] // out_size[1])
+                flow = ops.average_pool(flow, factor, factor)
+                size = (flow.shape[1], flow.shape[2])
             if size != out_size:
-                flow = ops.image.resize(flow, out_size, interpolation="area" if size[0] > out_size[0] else "bilinear")
+                flow = ops.image.resize(flow, out_size, interpolation="bilinear")
             flows.append(flow)
         coded = 127.5 * (1.0 + ops.tanh(self.gain * ops.concatenate(flows, axis=-1)))
         return ops.cast(ops.reshape(coded, (batch, steps, *out_size, 2 * len(self.scales))), self.compute_dtype)
