@@ -10,9 +10,11 @@ import pytest
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 # Seconds each notebook may take in quick mode on 2 shared CPU cores (cell by cell, in a kernel):
-# about twice the slowest run measured (01: 27-74 s, 02: 58 s, 03: 18 s, 04: 26 s, 05: 35-43 s).
-TIMEOUTS = {"01_video_quickstart": 150, "02_transfer_learning": 130, "03_skeleton": 60,
-            "04_long_videos_and_anomalies": 70, "05_most_informative_frame": 90}
+# about three times the slowest run measured on a development machine (01: 27-74 s, 02: 52-58 s,
+# 03: 18-24 s, 04: 26-37 s, 05: 35-43 s); CI machines have run the whole suite 2.6 times slower
+# (04: 77 s), so a budget catches a notebook that got several times slower, not a slow machine.
+TIMEOUTS = {"01_video_quickstart": 220, "02_transfer_learning": 180, "03_skeleton": 90,
+            "04_long_videos_and_anomalies": 120, "05_most_informative_frame": 140}
 
 
 def test_notebooks_exist():

@@ -273,6 +273,18 @@ def test_normalisation_is_in_body_units_and_invariant_to_image_scale_and_positio
     assert np.median(np.linalg.norm(neck - hip, axis=-1)) == pytest.approx(1.0, abs=0.05)
 
 
+def test_per_person_normalisation_gives_each_person_its_own_body_units():
+    ann = annotation("a", persons=2, length=40, seed=4)  # person 1 = person 0 moved by 50 px
+    shared = arrays_from([ann], score_threshold=0.0).frames
+    own = arrays_from([ann], score_threshold=0.0, per_person=True).frames
+    np.testing.assert_array_equal(own[:, 0], shared[:, 0])  # the first person is normalised as before
+    np.testing.assert_allclose(own[:, 1], own[:, 0], atol=1e-4)  # the second no longer carries the offset
+    assert not np.allclose(shared[:, 1], shared[:, 0], atol=1e-2)
+    bigger = dict(ann, keypoint=ann["keypoint"].copy())
+    bigger["keypoint"][1] = bigger["keypoint"][1] * 1.7 + 200.0  # a nearer person elsewhere in the image
+    np.testing.assert_allclose(arrays_from([bigger], score_threshold=0.0, per_person=True).frames, own, atol=2e-4)
+
+
 def test_normalisation_survives_missing_hips_and_torso():
     ann = annotation("a", length=30)
     no_hips = dict(ann, keypoint=ann["keypoint"].copy(), keypoint_score=ann["keypoint_score"].copy())
@@ -380,7 +392,8 @@ def test_validation_hold_out_keeps_ucf_groups_together():
 # --------------------------------------------------------------------------- model
 
 
-def test_padded_and_masked_sequence_predicts_as_the_unpadded_one():
+@pytest.mark.parametrize("feature_diff", [False, True], ids=["positions", "with_velocity"])
+def test_padded_and_masked_sequence_predicts_as_the_unpadded_one(feature_diff):
     import keras
 
     from seqvision.models import build_sequence_classifier
@@ -389,7 +402,8 @@ def test_padded_and_masked_sequence_predicts_as_the_unpadded_one():
     keras.utils.set_random_seed(0)
     arrays = arrays_from([annotation("a", length=23), annotation("b", length=64, seed=1),
                           annotation("c", length=41, seed=2)])
-    model = build_sequence_classifier(feature_dim(2), 4, "keypoints", units=16, name="skeleton_classifier")
+    model = build_sequence_classifier(feature_dim(2), 4, "keypoints", units=16, feature_diff=feature_diff,
+                                      name="skeleton_classifier")
     singles = [dict(zip(("keypoints", "mask"), skeleton_inputs(arrays, [i], seq_len=None))) for i in range(3)]
     alone = np.concatenate([model.predict_on_batch(single) for single in singles])
     keypoints, mask = skeleton_inputs(arrays, None, seq_len=None)  # padded to 64
