@@ -79,7 +79,8 @@ VIDEO_VARIANTS = {
     "gap": {"pooling": "gap"},
     "small": {"filters": [32, 64, 64]},
 }
-SKELETON_VARIANTS = {"defaults": {}, "flip": {"flip": True}}
+SKELETON_VARIANTS = {"defaults": {}, "flip": {"flip": True}, "one_centre": {"per_person": False},
+                     "keep_last": {"keep": "last"}}
 
 log = logging.getLogger("generalisation")
 

@@ -321,6 +321,9 @@ def export_command(run_dir, out_dir, tflite, overwrite):
 @click.option("--max-persons", type=click.IntRange(1), help="Persons per frame, most confident first [default: 2].")
 @click.option("--score-threshold", type=click.FloatRange(0, 1), help="Joints below this score count as missing.")
 @click.option("--use-score/--no-score", default=None, help="Feed each joint's score as a channel [default: yes].")
+@click.option("--per-person/--one-centre", "per_person", default=None,
+              help="Centre and scale each person by its own body, or every person by the first one's "
+              "[default: per person].")
 @click.option("--units", type=click.IntRange(1), help="LSTM units.")
 @click.option("--layers", "num_layers", type=click.IntRange(1))
 @click.option("--bidirectional/--unidirectional", default=None)
@@ -332,7 +335,12 @@ def export_command(run_dir, out_dir, tflite, overwrite):
 @click.option("--epochs", type=click.IntRange(1))
 @click.option("--batch-size", type=click.IntRange(1), help="Sequences per replica.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True))
-@click.option("--patience", type=click.IntRange(1), help="Early-stopping epochs.")
+@click.option("--patience", type=click.IntRange(1), help="Early-stopping epochs (with --keep best).")
+@click.option("--keep", type=click.Choice(["best", "last"]),
+              help="Keep the epoch of lowest validation loss (early stopping) or the last [default: best].")
+@click.option("--weight-decay", type=click.FloatRange(0), help="AdamW decoupled weight decay [default: 0].")
+@click.option("--feature-diff/--no-feature-diff", default=None,
+              help="Feed the LSTM each step's change next to the positions [default: no].")
 @click.option("--strategy", type=click.Choice(["mirrored", "multiworker"]))
 @click.option("--seed", type=int)
 @click.option("--overwrite", is_flag=True, help="Replace a finished run in --out (once the new one has finished).")

@@ -51,16 +51,20 @@ class SkeletonTrainConfig:
     seq_len: int | None = DEFAULT_SEQ_LEN  # frames sampled uniformly over each sequence; None = all
     max_persons: int = 2
     score_threshold: float = 0.1
+    per_person: bool = True  # each person centred and scaled by its own body, not by the first person's
     use_score: bool = True  # feed each joint's score as a third channel
     units: int = 128
     num_layers: int = 1
     bidirectional: bool = False
     dropout: float = 0.3
     input_dropout: float = 0.0
+    feature_diff: bool = False  # feed each step's change since the previous step next to the positions
     epochs: int = 60
     batch_size: int = 32  # per replica
     lr: float = 2e-3
     patience: int = 10
+    keep: str = "best"  # "best" (lowest validation loss, early stopping) | "last" (end of the cosine schedule)
+    weight_decay: float = 0.0
     seed: int = 0
     flip: bool = False  # mirror images keep the label: only for classes without a side
     flip_pairs: list | None = None  # ["left_x:right_x", …] (ids or names): flip, swapping these labels
@@ -109,7 +113,8 @@ def load_skeleton_arrays(data: SkeletonPickle, split: str | None, config: dict, 
     """Select ``split`` of the run's classes and preprocess it as the run ``config`` did;
     labels become class indices (-1 for classes the run does not know)."""
     samples = select_samples(data, split, config["label_ids"] if require_labels else None, require_labels)
-    arrays = preprocess_skeletons(samples, config["max_persons"], config["score_threshold"])
+    arrays = preprocess_skeletons(samples, config["max_persons"], config["score_threshold"],
+                                  config.get("per_person", False))  # runs saved before the setting: False
     arrays.labels = _class_indices(arrays.labels, config["label_ids"])
     return arrays, samples
 
@@ -148,7 +153,7 @@ def train_skeleton(ann_path: str | Path, out_dir: str | Path, config: SkeletonTr
     labels = [names[i] if names else str(i) for i in config.label_ids]
     config.augmentation(labels)  # an unknown --flip-pairs class is refused before anything is written
     saved = dataclasses.asdict(config)
-    train_arrays = preprocess_skeletons(train, config.max_persons, config.score_threshold)
+    train_arrays = preprocess_skeletons(train, config.max_persons, config.score_threshold, config.per_person)
     train_arrays.labels = _class_indices(train_arrays.labels, config.label_ids)
     if config.val_split:
         val_arrays, _ = load_skeleton_arrays(data, config.val_split, saved)
@@ -196,10 +201,10 @@ def _fit_skeleton(config: SkeletonTrainConfig, run_dir: Path, resuming: bool, la
         return build_sequence_classifier(dim, len(labels), "keypoints", None, units=config.units,
                                          num_layers=config.num_layers, bidirectional=config.bidirectional,
                                          dropout=config.dropout, input_dropout=config.input_dropout,
-                                         name="skeleton_classifier")
+                                         feature_diff=config.feature_diff, name="skeleton_classifier")
 
     _, best = fit_classifier(build, train_ds, val_ds, run_dir, config.epochs, config.lr, config.patience, strategy,
-                             resuming)
+                             resuming, weight_decay=config.weight_decay, keep=config.keep)
     return {**best, "num_train": len(train_arrays),
             "num_val": len(val_arrays) if val_arrays else 0}
 

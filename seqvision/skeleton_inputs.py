@@ -59,10 +59,11 @@ class SkeletonArrays:
                               [self.frame_dirs[i] for i in rows])
 
 
-def preprocess_skeletons(samples: SkeletonSamples, max_persons: int = 2,
-                         score_threshold: float = 0.1) -> SkeletonArrays:
+def preprocess_skeletons(samples: SkeletonSamples, max_persons: int = 2, score_threshold: float = 0.1,
+                         per_person: bool = False) -> SkeletonArrays:
     """Keep the ``max_persons`` most confident persons (mean score; absent ones stay zero),
-    drop joints scoring below ``score_threshold`` and normalise each sequence to body units."""
+    drop joints scoring below ``score_threshold`` and normalise each sequence to body units
+    (each person to its own with ``per_person``, see :func:`normalise_skeletons`)."""
     lengths = np.array([k.shape[1] for k in samples.keypoints], np.int64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     frames = np.zeros((int(lengths.sum()), max_persons, NUM_JOINTS, 3), np.float32)
@@ -71,12 +72,12 @@ def preprocess_skeletons(samples: SkeletonSamples, max_persons: int = 2,
         end = start + kp.shape[1]
         frames[start:end, : len(order), :, :2] = kp[order].transpose(1, 0, 2, 3)
         frames[start:end, : len(order), :, 2] = score[order].transpose(1, 0, 2)
-    normalise_skeletons(frames, lengths, samples.img_shapes, score_threshold)
+    normalise_skeletons(frames, lengths, samples.img_shapes, score_threshold, per_person)
     return SkeletonArrays(frames, starts, lengths, samples.labels.copy(), list(samples.frame_dirs))
 
 
 def normalise_skeletons(frames: np.ndarray, lengths: np.ndarray, img_shapes: np.ndarray,
-                        score_threshold: float = 0.1) -> np.ndarray:
+                        score_threshold: float = 0.1, per_person: bool = False) -> np.ndarray:
     """Pixels to body units, one centre and scale per sequence, in place; returns ``frames``.
 
     frames: float32 [F, P, 17, 3] (x, y pixels, score) of sequences of ``lengths`` laid end to end;
@@ -85,12 +86,35 @@ def normalise_skeletons(frames: np.ndarray, lengths: np.ndarray, img_shapes: np.
     Centre: the median mid-hip of the first person over frames showing both hips (else the
     mid-shoulder "neck", else the mean valid joint). Scale: the median neck-to-mid-hip
     distance, else ``IMAGE_TORSO_FRACTION`` of the image height. One centre per sequence
-    (not per frame) keeps whole-body motion such as squatting visible.
+    (not per frame) keeps whole-body motion such as squatting visible. ``per_person``: every
+    person gets its own centre and scale (from its own joints, the same rules), so where the
+    other person stands does not move the first one's coordinates and vice versa.
     """
     num = len(lengths)
     segment = np.repeat(np.arange(num), lengths)
     score = frames[..., 2]
     valid = (score > 0) & (score >= score_threshold)
+    if per_person:
+        persons = [(slice(p, p + 1), _centre_and_scale(frames[:, p:p + 1], valid[:, p:p + 1], segment, num, img_shapes))
+                   for p in range(frames.shape[1])]
+    else:
+        persons = [(slice(None), _centre_and_scale(frames, valid, segment, num, img_shapes))]
+    # In place: a large file's frames take gigabytes, a second copy would double that.
+    for person, (centre, scale) in persons:
+        factor = valid[:, person] * (1 / scale).astype(np.float32)[segment][:, None, None]
+        centre = centre.astype(np.float32)[segment]
+        for k in (0, 1):  # one channel at a time: NumPy is slow on a length-2 innermost axis
+            channel = frames[:, person, :, k]
+            channel -= centre[:, k, None, None]
+            channel *= factor
+    score *= valid
+    return frames
+
+
+def _centre_and_scale(frames: np.ndarray, valid: np.ndarray, segment: np.ndarray, num: int,
+                      img_shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre float64 [num, 2] and scale [num] (pixels) of each sequence, from person 0 of
+    ``frames [F, P, 17, 3]`` (the mean valid joint of any of them as the last resort)."""
     first, seen = frames[:, 0, :, :2], valid[:, 0]
     hips = seen[:, _LEFT_HIP] & seen[:, _RIGHT_HIP]
     shoulders = seen[:, _LEFT_SHOULDER] & seen[:, _RIGHT_SHOULDER]
@@ -115,17 +139,7 @@ def normalise_skeletons(frames: np.ndarray, lengths: np.ndarray, img_shapes: np.
 
     torso, has_torso = segment_median(np.linalg.norm(neck - mid_hip, axis=-1)[:, None], segment, hips & shoulders, num)
     fallback = np.where(img_shapes[:, 0] > 0, IMAGE_TORSO_FRACTION * img_shapes[:, 0], 1.0)
-    scale = np.where(has_torso & (torso[:, 0] > 1e-6), torso[:, 0], fallback)
-
-    # In place: a large file's frames take gigabytes, a second copy would double that.
-    factor = valid * (1 / scale).astype(np.float32)[segment][:, None, None]
-    centre = centre.astype(np.float32)[segment]
-    for k in (0, 1):  # one channel at a time: NumPy is slow on a length-2 innermost axis
-        channel = frames[..., k]
-        channel -= centre[:, k, None, None]
-        channel *= factor
-    score *= valid
-    return frames
+    return centre, np.where(has_torso & (torso[:, 0] > 1e-6), torso[:, 0], fallback)
 
 
 def segment_median(values: np.ndarray, segment: np.ndarray, use: np.ndarray,
