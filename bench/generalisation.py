@@ -80,7 +80,8 @@ VIDEO_VARIANTS = {
     "small": {"filters": [32, 64, 64]},
 }
 SKELETON_VARIANTS = {"defaults": {}, "flip": {"flip": True}, "one_centre": {"per_person": False},
-                     "keep_last": {"keep": "last"}}
+                     "keep_best": {"keep": "best"}, "weight_decay": {"weight_decay": 1e-4},
+                     "bidirectional": {"bidirectional": True}, "epochs100": {"epochs": 100}}
 
 log = logging.getLogger("generalisation")
 

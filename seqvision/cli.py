@@ -336,8 +336,8 @@ def export_command(run_dir, out_dir, tflite, overwrite):
 @click.option("--batch-size", type=click.IntRange(1), help="Sequences per replica.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True))
 @click.option("--patience", type=click.IntRange(1), help="Early-stopping epochs (with --keep best).")
-@click.option("--keep", type=click.Choice(["best", "last"]),
-              help="Keep the epoch of lowest validation loss (early stopping) or the last [default: best].")
+@click.option("--keep", type=click.Choice(["last", "best"]),
+              help="Keep the last epoch, or the one of lowest validation loss (early stopping) [default: last].")
 @click.option("--weight-decay", type=click.FloatRange(0), help="AdamW decoupled weight decay [default: 0].")
 @click.option("--feature-diff/--no-feature-diff", default=None,
               help="Feed the LSTM each step's change next to the positions [default: no].")

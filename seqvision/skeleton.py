@@ -63,7 +63,7 @@ class SkeletonTrainConfig:
     batch_size: int = 32  # per replica
     lr: float = 2e-3
     patience: int = 10
-    keep: str = "best"  # "best" (lowest validation loss, early stopping) | "last" (end of the cosine schedule)
+    keep: str = "last"  # "last" (end of the cosine schedule) | "best" (lowest validation loss, early stopping)
     weight_decay: float = 0.0
     seed: int = 0
     flip: bool = False  # mirror images keep the label: only for classes without a side

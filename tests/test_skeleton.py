@@ -522,6 +522,19 @@ def test_evaluate_and_predict_a_run(small_run):
     assert len(load_run(run_dir).predict(ann, 1, split=None)) == 4 * 12
 
 
+def test_a_run_saved_before_per_person_normalisation_keeps_its_shared_centre():
+    from seqvision.skeleton import load_skeleton_arrays
+
+    data = read_skeleton_pickle_obj([annotation("a", persons=2, length=40, seed=4)])  # person 1 stands elsewhere
+    old_config = {"max_persons": 2, "score_threshold": 0.1, "label_ids": [0]}  # saved without "per_person"
+    old, _ = load_skeleton_arrays(data, None, old_config)
+    shared, _ = load_skeleton_arrays(data, None, {**old_config, "per_person": False})
+    own, _ = load_skeleton_arrays(data, None, {**old_config, "per_person": True})
+    np.testing.assert_array_equal(old.frames, shared.frames)
+    assert not np.allclose(own.frames[:, 1], shared.frames[:, 1], atol=1e-2)
+    assert SkeletonTrainConfig().per_person is True
+
+
 def test_evaluate_leaves_out_classes_the_run_does_not_know(small_run, tmp_path):
     ann, run_dir, _ = small_run
     data = pickle.loads(ann.read_bytes())
@@ -585,10 +598,14 @@ def test_cli_train_skeleton_passes_only_the_options_given(tmp_path):
     run_dir = tmp_path / "run"
     result = CliRunner().invoke(main, ["train-skeleton", str(ann), "--out", str(run_dir), "--train-split", "all",
                                        "--classes", "0,stand_up", "--label-names", str(_names_file(tmp_path)),
-                                       "--seq-len", "0", "--no-flip", "--epochs", "1", "--units", "8"])
+                                       "--seq-len", "0", "--no-flip", "--epochs", "1", "--units", "8",
+                                       "--one-centre", "--keep", "best", "--weight-decay", "0.001",
+                                       "--feature-diff"])
     assert result.exit_code == 0, result.output
     config = json.loads((run_dir / "config.json").read_text())
     assert config["train_split"] is None and config["seq_len"] is None and config["flip"] is False
+    assert config["per_person"] is False and config["keep"] == "best" and config["weight_decay"] == 0.001
+    assert config["feature_diff"] is True
     assert config["label_ids"] == [0, 3] and config["units"] == 8 and config["epochs"] == 1
     defaults = SkeletonTrainConfig()
     assert config["max_persons"] == defaults.max_persons and config["lr"] == defaults.lr
