@@ -81,7 +81,7 @@ VIDEO_VARIANTS = {
 }
 SKELETON_VARIANTS = {"defaults": {}, "flip": {"flip": True}, "one_centre": {"per_person": False},
                      "keep_best": {"keep": "best"}, "weight_decay": {"weight_decay": 1e-4},
-                     "bidirectional": {"bidirectional": True}, "epochs100": {"epochs": 100}}
+                     "unidirectional": {"bidirectional": False}, "epochs100": {"epochs": 100}}
 
 log = logging.getLogger("generalisation")
 

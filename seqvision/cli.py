@@ -326,7 +326,7 @@ def export_command(run_dir, out_dir, tflite, overwrite):
               "[default: per person].")
 @click.option("--units", type=click.IntRange(1), help="LSTM units.")
 @click.option("--layers", "num_layers", type=click.IntRange(1))
-@click.option("--bidirectional/--unidirectional", default=None)
+@click.option("--bidirectional/--unidirectional", default=None, help="LSTM reading both ways [default: both].")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True))
 @click.option("--flip/--no-flip", default=None, help="Random left-right flips with joint swaps; only for classes "
               "a mirror image does not change [default: off].")

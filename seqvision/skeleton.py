@@ -55,7 +55,7 @@ class SkeletonTrainConfig:
     use_score: bool = True  # feed each joint's score as a third channel
     units: int = 128
     num_layers: int = 1
-    bidirectional: bool = False
+    bidirectional: bool = True  # the backward pass reads each sequence from its last real frame
     dropout: float = 0.3
     input_dropout: float = 0.0
     feature_diff: bool = False  # feed each step's change since the previous step next to the positions

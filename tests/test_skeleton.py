@@ -392,8 +392,9 @@ def test_validation_hold_out_keeps_ucf_groups_together():
 # --------------------------------------------------------------------------- model
 
 
+@pytest.mark.parametrize("bidirectional", [True, False], ids=["bidirectional", "forward"])
 @pytest.mark.parametrize("feature_diff", [False, True], ids=["positions", "with_velocity"])
-def test_padded_and_masked_sequence_predicts_as_the_unpadded_one(feature_diff):
+def test_padded_and_masked_sequence_predicts_as_the_unpadded_one(feature_diff, bidirectional):
     import keras
 
     from seqvision.models import build_sequence_classifier
@@ -403,7 +404,7 @@ def test_padded_and_masked_sequence_predicts_as_the_unpadded_one(feature_diff):
     arrays = arrays_from([annotation("a", length=23), annotation("b", length=64, seed=1),
                           annotation("c", length=41, seed=2)])
     model = build_sequence_classifier(feature_dim(2), 4, "keypoints", units=16, feature_diff=feature_diff,
-                                      name="skeleton_classifier")
+                                      bidirectional=bidirectional, name="skeleton_classifier")
     singles = [dict(zip(("keypoints", "mask"), skeleton_inputs(arrays, [i], seq_len=None))) for i in range(3)]
     alone = np.concatenate([model.predict_on_batch(single) for single in singles])
     keypoints, mask = skeleton_inputs(arrays, None, seq_len=None)  # padded to 64
