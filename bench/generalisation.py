@@ -29,7 +29,9 @@ ablations of the defaults (``diff``: frames next to their differences, the defau
 features (``../shared/weights``): ``nb_mobilenet`` (16 frames, MobileNetV2 features,
 Masking + LSTM(64)), ``meanpool_logreg`` (mean feature + logistic regression) and
 ``mobilenet`` (``seqvision train --backbone mobilenet --weights FILE``). Skeletons:
-``defaults`` and ``flip`` (the old default: mirror without changing labels).
+``defaults`` and one-change ablations: ``flip`` (the old default: mirror without changing
+labels), ``one_centre`` (every person normalised by the first one's body), ``keep_best``
+(early stopping on the validation loss), ``weight_decay``, ``unidirectional``, ``epochs100``.
 
 Every seqvision run is evaluated with 1 and 4 views (``evaluate --views``).
 
@@ -289,9 +291,10 @@ def write_table(results: list[dict]) -> None:
     lines = ["# Generalisation table", "",
              "Test accuracy on held-out groups (`python bench/generalisation.py`); role `select` = used to choose "
              "the defaults, `report` = measured only. Mean over seeds, then each seed; `views4` = `evaluate "
-             "--views 4`; train time on 2 CPU cores (other jobs may have shared them).", "",
-             "| dataset | role | method | accuracy (mean) | seeds | views4 (mean) | train s (mean) |",
-             "|---|---|---|---|---|---|---|"]
+             "--views 4`; train time on 2 CPU cores (other jobs may have shared them). A method other than "
+             "`defaults` is one change to the defaults of the commit it ran on (see `generalisation_notes.md`).", "",
+             "| dataset | role | method | accuracy (mean) | seeds | views4 (mean) | train s (mean) | commit |",
+             "|---|---|---|---|---|---|---|---|"]
     for (dataset, method), by_seed in sorted(rows.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])):
         accuracy = [by_seed[s]["accuracy"] for s in sorted(by_seed)]
         views4 = [by_seed[s]["views4"] for s in sorted(by_seed) if "views4" in by_seed[s]]
@@ -299,7 +302,8 @@ def write_table(results: list[dict]) -> None:
         role = {**VIDEO_SETS, **SKELETON_SETS}.get(dataset, "")
         lines.append(f"| {dataset} | {role} | {method} | {np.mean(accuracy):.3f} | "
                      + ", ".join(f"{a:.3f}" for a in accuracy) + " | "
-                     + (f"{np.mean(views4):.3f}" if views4 else "") + f" | {np.mean(seconds):.0f} |")
+                     + (f"{np.mean(views4):.3f}" if views4 else "") + f" | {np.mean(seconds):.0f} | "
+                     + ", ".join(sorted({by_seed[s].get("commit", "?") for s in by_seed})) + " |")
     TABLE.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
