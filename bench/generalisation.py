@@ -10,6 +10,8 @@ other and of ``seqvision.demo``, see ``bench/generators/``):
 
     demo        select  seqvision's demo generator (moving / growing shapes)
     rotation    select  textured shapes rotating cw / ccw, approaching / receding
+    appear      select  items placed / removed one by one, containers filling / draining
+                        (added 2026-12-03: a selection set for appear / disappear classes)
     handheld    report  camera shake, flicker, occlusion: opening / closing, rising / falling
     particles   report  particle clouds gathering / scattering, strokes painted / erased
     real        report  real footage from ../shared/data: forward vs time-reversed windows,
@@ -25,7 +27,10 @@ options: the CNN sees Lucas-Kanade flow, ``--motion flow``), ``v0`` (the model o
 protocol: 112 px, global average pooling, no motion input, one view, no weight decay; it shares the
 later fixes: BatchNorm momentum, keeping the last epoch, the validation split) and one-change
 ablations of the defaults (``diff``: frames next to their differences, the default before flow;
-``frames``; ``no_feature_diff``, ``one_view``, ``gap``, ``small``). Real footage with ImageNet MobileNetV2
+``frames``; ``no_feature_diff``, ``one_view``, ``gap``, ``small``, ``dropout5``, ``epochs50``,
+``no_val``, ``views8``; ``bidir``: a bidirectional LSTM, the default since 2026-12-03, and
+``unidirectional`` after that). Rows whose option is not in the code (``flow128``, ``flow_edges``,
+``groupnorm``) ran on an uncommitted change, described in ``generalisation_notes.md``. Real footage with ImageNet MobileNetV2
 features (``../shared/weights``): ``nb_mobilenet`` (16 frames, MobileNetV2 features,
 Masking + LSTM(64)), ``meanpool_logreg`` (mean feature + logistic regression) and
 ``mobilenet`` (``seqvision train --backbone mobilenet --weights FILE``). Skeletons:
@@ -64,7 +69,7 @@ WEIGHTS = SHARED / "weights" / "mobilenet_v2_imagenet_1.0_224_no_top.h5"
 RESULTS = HERE / "generalisation_results.jsonl"
 TABLE = HERE / "generalisation.md"
 
-VIDEO_SETS = {"demo": "select", "rotation": "select", "handheld": "report", "particles": "report",
+VIDEO_SETS = {"demo": "select", "rotation": "select", "appear": "select", "handheld": "report", "particles": "report",
               "real": "report"}
 SKELETON_SETS = {"skel_synth": "select", "skel_sides": "report", "skel_daily": "report"}
 SIDE_PAIRS = None  # skel_sides: no flip pairs are passed to the defaults; the default must be safe alone
@@ -80,6 +85,12 @@ VIDEO_VARIANTS = {
     "one_view": {"train_views": 1},
     "gap": {"pooling": "gap"},
     "small": {"filters": [32, 64, 64]},
+    "bidir": {"bidirectional": True},  # rows of 0662172, before this was the default
+    "unidirectional": {"bidirectional": False},
+    "dropout5": {"dropout": 0.5},
+    "epochs50": {"epochs": 50},
+    "no_val": {"val_split": 0.0},
+    "views8": {"train_views": 8},
 }
 SKELETON_VARIANTS = {"defaults": {}, "flip": {"flip": True}, "one_centre": {"per_person": False},
                      "keep_best": {"keep": "best"}, "weight_decay": {"weight_decay": 1e-4},
@@ -110,7 +121,7 @@ def make_video_set(name: str, work: Path) -> Path:
             raise FileNotFoundError(f"{SHARED / 'data'} is missing: the real-footage set needs it")
         _load_generator("real_reversal").make_dataset(root, seed=0, shared_data=str(SHARED / "data"))
     else:
-        module = {"rotation": "video_rotation", "handheld": "video_handheld", "particles": "video_particles"}[name]
+        module = {"rotation": "video_rotation", "appear": "video_appear", "handheld": "video_handheld", "particles": "video_particles"}[name]
         _load_generator(module).make_dataset(root, seed=0)
     (root / "done").write_text("")
     return root

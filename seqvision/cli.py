@@ -96,7 +96,8 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
 @click.option("--val-list", type=click.Path(exists=True, dir_okay=False), help="UCF101 testlistNN.txt.")
 @click.option("--units", type=click.IntRange(1), default=128, show_default=True, help="LSTM units.")
 @click.option("--layers", "num_layers", type=click.IntRange(1), default=1, show_default=True)
-@click.option("--bidirectional", is_flag=True)
+@click.option("--bidirectional/--unidirectional", default=True, show_default=True,
+              help="LSTM reading both ways (the backward pass starts at each clip's last real frame).")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.3, show_default=True)
 @click.option("--head", type=click.Choice(["lstm", "mean"]), default="lstm", show_default=True,
               help="Temporal model; mean = order-free baseline.")

@@ -47,7 +47,7 @@ class VideoTrainConfig:
     seed: int = 0
     units: int = 128
     num_layers: int = 1
-    bidirectional: bool = False
+    bidirectional: bool = True  # chosen on the selection sets of bench/generalisation.md
     dropout: float = 0.3
     head: str = "lstm"  # "lstm" | "mean" (order-free baseline)
     motion: str = "flow"  # cnn: what it sees per step: "flow" (from the previous step) | "diff" | "frames"
