@@ -27,8 +27,7 @@ options: the CNN sees Lucas-Kanade flow, ``--motion flow``), ``v0`` (the model o
 protocol: 112 px, global average pooling, no motion input, one view, no weight decay; it shares the
 later fixes: BatchNorm momentum, keeping the last epoch, the validation split) and one-change
 ablations of the defaults (``diff``: frames next to their differences, the default before flow;
-``frames``; ``no_feature_diff``, ``one_view``, ``gap``, ``small``, ``dropout5``, ``epochs50``,
-``no_val``, ``views8``; ``bidir``: a bidirectional LSTM, the default since 2026-12-03, and
+``frames``; ``no_feature_diff``, ``one_view``, ``gap``, ``small``, ``no_val``; ``bidir``: a bidirectional LSTM, the default since 2026-12-03, and
 ``unidirectional`` after that). Rows whose option is not in the code (``flow128``, ``flow_edges``,
 ``groupnorm``) ran on an uncommitted change, described in ``generalisation_notes.md``. Real footage with ImageNet MobileNetV2
 features (``../shared/weights``): ``nb_mobilenet`` (16 frames, MobileNetV2 features,
@@ -87,10 +86,7 @@ VIDEO_VARIANTS = {
     "small": {"filters": [32, 64, 64]},
     "bidir": {"bidirectional": True},  # rows of 0662172, before this was the default
     "unidirectional": {"bidirectional": False},
-    "dropout5": {"dropout": 0.5},
-    "epochs50": {"epochs": 50},
     "no_val": {"val_split": 0.0},
-    "views8": {"train_views": 8},
 }
 SKELETON_VARIANTS = {"defaults": {}, "flip": {"flip": True}, "one_centre": {"per_person": False},
                      "keep_best": {"keep": "best"}, "weight_decay": {"weight_decay": 1e-4},
