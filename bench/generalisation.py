@@ -87,6 +87,8 @@ VIDEO_VARIANTS = {
     "bidir": {"bidirectional": True},  # rows of 0662172, before this was the default
     "unidirectional": {"bidirectional": False},
     "no_val": {"val_split": 0.0},
+    # Rows of the branch twostream (code not on main): one CNN per stream, frames pooled to the flow's
+    # side (two_stream), or a flow CNN at half the side + a frames CNN at the full side (two_stream64).
 }
 SKELETON_VARIANTS = {"defaults": {}, "flip": {"flip": True}, "one_centre": {"per_person": False},
                      "keep_best": {"keep": "best"}, "weight_decay": {"weight_decay": 1e-4},
