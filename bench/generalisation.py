@@ -78,6 +78,9 @@ VIDEO_VARIANTS = {
     "orderless": {"head": "mean"},
     "diff": {"motion": "diff"},  # the default before flow: frames next to their differences
     "frames": {"motion": "frames"},
+    "late_fusion": {"motion": "two_stream"},  # flow CNN and frames CNN, own heads, weights chosen on validation
+    "late_fusion32": {"motion": "two_stream", "appearance_size": 32},  # its frames CNN on 32 px frames
+    "late_fusion_thin": {"motion": "two_stream", "appearance_filters": [16, 32, 64, 128]},  # a narrower frames CNN
     "v0": {"img_size": 112, "motion": "frames", "feature_diff": False, "train_views": 1, "weight_decay": 0.0,
            "pooling": "gap"},
     "no_feature_diff": {"feature_diff": False},

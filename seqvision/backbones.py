@@ -167,7 +167,8 @@ def backbone_spec(name: str) -> BackboneSpec:
     return BACKBONES[name]
 
 
-def build_backbone(name: str, img_size: int, **options):
-    """Build the backbone called ``name`` (a key of ``BACKBONES``) as a ``keras.Model``."""
+def build_backbone(name: str, img_size: int, model_name: str | None = None, **options):
+    """Build the backbone called ``name`` (a key of ``BACKBONES``) as a ``keras.Model`` named
+    ``model_name`` (default ``name``)."""
     spec = backbone_spec(name)
-    return spec.builder(img_size, pixel_range=spec.pixel_range, name=name, **options)
+    return spec.builder(img_size, pixel_range=spec.pixel_range, name=model_name or name, **options)

@@ -101,9 +101,11 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.3, show_default=True)
 @click.option("--head", type=click.Choice(["lstm", "mean"]), default="lstm", show_default=True,
               help="Temporal model; mean = order-free baseline.")
-@click.option("--motion", type=click.Choice(["flow", "diff", "frames"]), default="flow", show_default=True,
+@click.option("--motion", type=click.Choice(["flow", "diff", "frames", "two_stream"]), default="flow", show_default=True,
               help="cnn: what it sees per step: flow = optical flow from the previous sampled frame (Lucas-Kanade, "
-              "in the model), diff = each frame next to its difference from the previous one, frames = frames alone.")
+              "in the model), diff = each frame next to its difference from the previous one, frames = frames alone, "
+              "two_stream = one CNN on the flow and one on the frames, each with its own LSTM, the pair's weights "
+              "chosen on the validation split.")
 @click.option("--feature-diff/--no-feature-diff", default=True, show_default=True,
               help="Feed the temporal head each frame's features next to their change since the previous frame.")
 @click.option("--weight-decay", type=click.FloatRange(0), default=1e-4, show_default=True,

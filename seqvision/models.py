@@ -135,14 +135,54 @@ def build_sequence_classifier(feature_dim: int, num_classes: int, input_name: st
 
 
 def _temporal_model(sequence, mask, num_classes, units, num_layers, bidirectional, dropout, head,
-                    feature_diff, input_dropout=0.0):
-    """``[B, T, D]`` under ``mask`` -> probabilities; the layers the video and feature models share by name."""
-    x = TemporalDifference(name="feature_diff")(sequence) if feature_diff else sequence
-    x = layers.Dropout(input_dropout, name="input_dropout")(x) if input_dropout else x
-    return temporal_head(head)(x, mask, num_classes, units, num_layers, bidirectional, dropout)
+                    feature_diff, input_dropout=0.0, prefix: str = ""):
+    """``[B, T, D]`` under ``mask`` -> probabilities; the layers the video and feature models share by name
+    (``prefix`` names a second stream's own layers)."""
+    x = TemporalDifference(name=f"{prefix}feature_diff")(sequence) if feature_diff else sequence
+    x = layers.Dropout(input_dropout, name=f"{prefix}input_dropout")(x) if input_dropout else x
+    return temporal_head(head)(x, mask, num_classes, units, num_layers, bidirectional, dropout, name=f"{prefix}head")
 
 
-MOTION_INPUTS = ("flow", "diff", "frames")
+@keras.saving.register_keras_serializable(package="seqvision")
+class StreamFusion(layers.Layer):
+    """Late fusion of per-stream class probabilities: ``softmax(sum_s w_s * log p_s)``.
+
+    ``[p_1, ..., p_S]`` each ``[B, K]`` -> ``[B, K]``. While training, each sample is scored by
+    one stream alone or by all of them (equally likely), so every stream must classify on its
+    own and none can lean on another. At inference the weights ``w`` (not trained; all ones
+    until set) apply: :func:`seqvision.training.choose_stream_weights` picks them on held-out
+    clips, so a stream that only memorised its training clips can be switched off.
+    """
+
+    def __init__(self, num_streams: int = 2, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.num_streams = int(num_streams)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        self.stream_weights = self.add_weight(shape=(self.num_streams,), initializer="ones", trainable=False,
+                                              name="stream_weights")
+
+    def call(self, stream_probs, training=None):
+        log_probs = ops.stack([ops.log(ops.maximum(ops.cast(p, "float32"), 1e-7)) for p in stream_probs], axis=1)
+        if training:
+            choice = keras.random.randint((ops.shape(log_probs)[0],), 0, self.num_streams + 1,
+                                          seed=self.seed_generator)
+            weights = ops.one_hot(choice, self.num_streams + 1)
+            weights = weights[:, :self.num_streams] + weights[:, self.num_streams:]  # the last choice: all
+        else:
+            weights = ops.expand_dims(ops.cast(self.stream_weights, "float32"), 0)
+        return ops.softmax(ops.sum(log_probs * ops.expand_dims(weights, -1), axis=1), axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "num_streams": self.num_streams, "seed": self.seed}
+
+
+MOTION_INPUTS = ("flow", "diff", "frames", "two_stream")
 
 
 def motion_input_layer(motion: str):
@@ -152,7 +192,7 @@ def motion_input_layer(motion: str):
     each frame next to its difference from the previous one (``[B, T, S, S, 6]``)."""
     if motion not in MOTION_INPUTS:
         raise SeqvisionError(f"unknown motion input {motion!r}; choose one of {', '.join(MOTION_INPUTS)}")
-    if motion == "flow":
+    if motion in ("flow", "two_stream"):
         return LucasKanadeFlow(name="flow")
     if motion == "diff":
         return TemporalDifference(scale=0.5, offset=127.5, name="frame_diff")
@@ -162,7 +202,8 @@ def motion_input_layer(motion: str):
 def build_video_classifier(backbone: keras.Model, num_classes: int, img_size: int, seq_len: int | None = None,
                            units: int = 128, num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.3,
                            input_dropout: float = 0.0, head: str = "lstm", motion: str = "frames",
-                           feature_diff: bool = False, name: str = "video_classifier") -> keras.Model:
+                           feature_diff: bool = False, frames_backbone: keras.Model | None = None,
+                           name: str = "video_classifier") -> keras.Model:
     """``{"frames": [B, T, H, W, 3] in 0..255, "mask": [B, T] bool} -> [B, K]``.
 
     ``FrameEncoder(backbone)`` (a batched ``TimeDistributed``) turns each step into a vector
@@ -170,6 +211,9 @@ def build_video_classifier(backbone: keras.Model, num_classes: int, img_size: in
     it sees per step: the frames, or their flow or differences (:func:`motion_input_layer`; the
     backbone must take that size and channel count). ``feature_diff`` feeds the temporal head each
     vector next to its change since the previous step. ``seq_len=None`` accepts any length.
+    ``motion="two_stream"``: ``backbone`` sees the flow and ``frames_backbone`` the frames, each
+    stream with its own temporal head, fused by :class:`StreamFusion`; frames are area-downscaled to
+    the side ``frames_backbone`` takes.
     """
     frames = keras.Input((seq_len, img_size, img_size, 3), name="frames")
     mask = keras.Input((seq_len,), dtype="bool", name="mask")
@@ -178,4 +222,13 @@ def build_video_classifier(backbone: keras.Model, num_classes: int, img_size: in
     features = FrameEncoder(backbone, name="frame_features")(x)
     probs = _temporal_model(features, mask, num_classes, units, num_layers, bidirectional, dropout, head,
                             feature_diff, input_dropout)
+    if motion == "two_stream":
+        if frames_backbone is None:
+            raise SeqvisionError("motion 'two_stream' needs frames_backbone: the CNN that sees the frames")
+        shrink = img_size // frames_backbone.input_shape[1]
+        appearance = layers.AveragePooling3D((1, shrink, shrink), name="appearance_pool")(frames) if shrink > 1 else frames
+        appearance = FrameEncoder(frames_backbone, name="appearance_features")(appearance)
+        appearance_probs = _temporal_model(appearance, mask, num_classes, units, num_layers, bidirectional, dropout,
+                                           head, feature_diff, input_dropout, prefix="appearance_")
+        probs = StreamFusion(2, dtype="float32", name="stream_fusion")([probs, appearance_probs])
     return keras.Model({"frames": frames, "mask": mask}, probs, name=name)

@@ -51,6 +51,9 @@ class VideoTrainConfig:
     dropout: float = 0.3
     head: str = "lstm"  # "lstm" | "mean" (order-free baseline)
     motion: str = "flow"  # cnn: what it sees per step: "flow" (from the previous step) | "diff" | "frames"
+    # | "two_stream" (flow and frames, one CNN each)
+    appearance_size: int | None = None  # two_stream: side in pixels of the frames the second CNN sees; None = img_size
+    appearance_filters: list[int] | None = None  # two_stream: the second CNN's conv widths; None = filters
     feature_diff: bool = True  # per-frame vectors next to their change, before the temporal head
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     pooling: str = "grid"  # cnn: "grid" (4x4 cells, keeps where things are) | "gap" (global average)
@@ -92,7 +95,7 @@ def backbone_input_size(config: VideoTrainConfig) -> int:
     from seqvision.backbones import backbone_spec
 
     takes_motion = "channels" in backbone_spec(config.backbone).options
-    return config.img_size // 2 if takes_motion and config.motion == "flow" else config.img_size
+    return config.img_size // 2 if takes_motion and config.motion in ("flow", "two_stream") else config.img_size
 
 
 def backbone_options(config: VideoTrainConfig) -> dict:
@@ -103,7 +106,7 @@ def backbone_options(config: VideoTrainConfig) -> dict:
     if config.hub_handle and "hub_handle" not in backbone_spec(config.backbone).options:
         takers = ", ".join(n for n, s in BACKBONES.items() if "hub_handle" in s.options)
         raise SeqvisionError(f"--hub-handle applies to the {takers} backbone, not {config.backbone}")
-    channels = {"frames": 3, "diff": 6, "flow": flow_channels()}[config.motion]
+    channels = {"frames": 3, "diff": 6, "flow": flow_channels(), "two_stream": flow_channels()}[config.motion]
     settings = {**dataclasses.asdict(config), "channels": channels}
     options = {option: settings[option] for option in backbone_spec(config.backbone).options}
     if not config.hub_handle or options.get("hub_input_range") == "0,1":
@@ -213,6 +216,7 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path, overwrite: bool =
     # Lists, as config.json gives them back: a resumed run compares the two.
     config = dataclasses.replace(config, img_size=config.img_size or spec.default_img_size, hub_handle=hub_handle,
                                  filters=list(config.filters),
+                                 appearance_filters=list(config.appearance_filters) if config.appearance_filters else None,
                                  flip_pairs=list(config.flip_pairs) if config.flip_pairs else None)
     run_dir = Path(run_dir)
     keras.utils.set_random_seed(config.seed)
@@ -268,13 +272,22 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
         saved_model = config.hub_handle and not config.hub_handle.endswith(".keras")
         with contextlib.nullcontext() if saved_model else strategy.scope():
             backbone = build_backbone(config.backbone, backbone_input_size(config), **backbone_options(config))
+            if frame_options["motion"] == "two_stream":  # the second stream: the same CNN on the frames
+                frame_options["frames_backbone"] = build_backbone(
+                    config.backbone, config.appearance_size or config.img_size, model_name=f"{config.backbone}_frames",
+                    **{**backbone_options(config), "channels": 3,
+                       "filters": tuple(config.appearance_filters or config.filters)})
         copy_saved_models_into_run(backbone, run_dir)
         if not spec.frozen:
             train_ds, val_ds = frame_datasets()
-            _, best = fit_classifier(
+            model, best = fit_classifier(
                 lambda: build_video_classifier(backbone, len(labels), config.img_size, **frame_options),
                 train_ds, val_ds, run_dir, config.epochs, config.lr, config.patience, strategy, resuming,
                 weight_decay=config.weight_decay, keep=config.keep, steps_per_epoch=steps_per_epoch)
+            if frame_options["motion"] == "two_stream" and val_ds is not None and is_chief(strategy):
+                best = {**best, **choose_stream_weights(model, val_ds)}
+                save_model_atomic(model, run_dir / "model.keras")
+                atomic_write_json(run_dir / "best.json", best)
             return best
 
         model, best = train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, run_dir,
@@ -293,6 +306,36 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
             save_model_atomic(model, run_dir / "model.keras")
             atomic_write_json(run_dir / "best.json", best)
     return best
+
+
+STREAM_CHOICES = ((1.0, 0.0), (0.0, 1.0), (1.0, 1.0))  # flow alone, frames alone, both
+
+
+def choose_stream_weights(model: keras.Model, val_ds) -> dict:
+    """Set the ``stream_fusion`` weights of a two-stream ``model`` to the choice in ``STREAM_CHOICES``
+    with the lowest log loss on ``val_ds`` (held-out clips); returns what was chosen and each
+    choice's validation loss and accuracy."""
+    fusion = model.get_layer("stream_fusion")
+    per_stream = keras.Model(model.input, fusion.input)
+    stream_probs, labels = [], []
+    for inputs, label in val_ds:
+        stream_probs.append(np.stack([np.asarray(p) for p in per_stream(inputs, training=False)], axis=1))
+        labels.append(np.asarray(label))
+    log_probs = np.log(np.maximum(np.concatenate(stream_probs).astype(np.float64), 1e-7))  # [N, S, K]
+    labels = np.concatenate(labels)
+    scores = []
+    for weights in STREAM_CHOICES:
+        fused = np.einsum("nsk,s->nk", log_probs, np.asarray(weights))
+        fused -= fused.max(1, keepdims=True)
+        log_fused = fused - np.log(np.exp(fused).sum(1, keepdims=True))
+        scores.append({"stream_weights": list(weights), "val_loss": float(-log_fused[np.arange(len(labels)), labels].mean()),
+                       "val_accuracy": float((log_fused.argmax(1) == labels).mean())})
+    chosen = min(scores, key=lambda score: score["val_loss"])
+    fusion.stream_weights.assign(np.asarray(chosen["stream_weights"], np.float32))
+    log.info("stream weights (flow, frames) %s chosen on %d validation clips: %s", chosen["stream_weights"],
+             len(labels), "; ".join(f"{s['stream_weights']}: loss {s['val_loss']:.3f}, accuracy {s['val_accuracy']:.3f}"
+                                   for s in scores))
+    return {"stream_weights": chosen["stream_weights"], "stream_choices": scores}
 
 
 def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, run_dir, strategy, resuming,

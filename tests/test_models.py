@@ -17,13 +17,16 @@ def _padded(x, extra, fill):
 @pytest.mark.parametrize("bidirectional,num_layers,motion,feature_diff,pooling", [
     (False, 1, "frames", False, "gap"), (True, 1, "frames", False, "grid"), (False, 2, "frames", False, "gap"),
     (False, 1, "diff", True, "grid"), (True, 2, "diff", True, "gap"), (False, 1, "flow", True, "grid"),
-    (True, 2, "flow", False, "gap")])
+    (True, 2, "flow", False, "gap"), (False, 1, "two_stream", True, "grid")])
 def test_padded_masked_video_equals_unpadded(bidirectional, num_layers, motion, feature_diff, pooling):
     keras.utils.set_random_seed(1)
-    side = 16 if motion == "flow" else 32
+    side = 16 if motion in ("flow", "two_stream") else 32
     backbone = build_backbone("cnn", side, filters=(8, 16), channels=3 if motion == "frames" else 6, pooling=pooling)
+    # two_stream: its frames CNN on frames area-downscaled to 16 px
+    frames_backbone = build_backbone("cnn", 16, model_name="cnn_frames", filters=(8, 16), channels=3, pooling=pooling)
     model = build_video_classifier(backbone, 3, 32, bidirectional=bidirectional, num_layers=num_layers, units=16,
-                                   motion=motion, feature_diff=feature_diff)
+                                   motion=motion, feature_diff=feature_diff,
+                                   frames_backbone=frames_backbone if motion == "two_stream" else None)
     model.compile()
     frames = np.random.default_rng(0).integers(0, 256, (2, 7, 32, 32, 3)).astype("float32")
     # Padding filled with bright pixels: a mask inferred from pixel values would get this wrong.
@@ -179,3 +182,49 @@ def test_flow_model_saves_and_loads(tmp_path):
     inputs = {"frames": np.random.default_rng(6).integers(0, 256, (2, 4, 24, 24, 3)).astype("float32"),
               "mask": np.ones((2, 4), bool)}
     np.testing.assert_allclose(loaded.predict(inputs, verbose=0), model.predict(inputs, verbose=0), atol=1e-6)
+
+
+def _two_stream_classifier(num_classes=3):
+    """``[B, 2K]`` -> fused probabilities: stream 0 is the softmax of the first K inputs, stream 1 of the last K."""
+    from seqvision.models import StreamFusion
+
+    inputs = keras.Input((2 * num_classes,))
+    first = keras.layers.Activation("softmax")(inputs[:, :num_classes])
+    second = keras.layers.Activation("softmax")(inputs[:, num_classes:])
+    return keras.Model(inputs, StreamFusion(2, seed=0, name="stream_fusion")([first, second]))
+
+
+def test_stream_fusion_trains_each_stream_alone_and_fuses_with_its_weights(tmp_path):
+    model = _two_stream_classifier()
+    logits = np.random.default_rng(0).normal(0, 2, (2000, 6)).astype("float32")
+    first, second = (keras.ops.convert_to_numpy(keras.ops.softmax(logits[:, i:i + 3])) for i in (0, 3))
+    both = first * second / (first * second).sum(1, keepdims=True)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(logits)), both, atol=1e-5)  # all ones: the product
+    # While training each sample is scored by stream 0 alone, stream 1 alone or both, each about a third of the time.
+    fused = keras.ops.convert_to_numpy(model(logits, training=True))
+    shares = [np.mean(np.all(np.abs(fused - p) < 1e-5, axis=1)) for p in (first, second, both)]
+    assert all(0.28 < share < 0.39 for share in shares), shares
+    model.get_layer("stream_fusion").stream_weights.assign([0.0, 1.0])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(logits)), second, atol=1e-5)
+    model.save(tmp_path / "fused.keras")
+    loaded = keras.models.load_model(tmp_path / "fused.keras")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(logits)), second, atol=1e-5)
+
+
+@pytest.mark.parametrize("informative", [0, 1])
+def test_stream_weights_switch_off_a_stream_that_is_wrong_on_held_out_clips(informative):
+    import tensorflow as tf
+
+    from seqvision.training import choose_stream_weights
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 60)
+    good = 4.0 * np.eye(3)[labels] + rng.normal(0, 0.5, (60, 3))
+    confident_noise = 8.0 * np.eye(3)[rng.integers(0, 3, 60)]  # a stream that memorised its training clips
+    x = np.concatenate([good, confident_noise] if informative == 0 else [confident_noise, good], 1).astype("float32")
+    model = _two_stream_classifier()
+    chosen = choose_stream_weights(model, tf.data.Dataset.from_tensor_slices((x, labels)).batch(16))
+    assert chosen["stream_weights"] == ([1.0, 0.0] if informative == 0 else [0.0, 1.0])
+    predicted = keras.ops.convert_to_numpy(model(x)).argmax(1)
+    assert np.mean(predicted == labels) > 0.95
+    assert {tuple(c["stream_weights"]) for c in chosen["stream_choices"]} == {(1.0, 0.0), (0.0, 1.0), (1.0, 1.0)}
