@@ -28,8 +28,11 @@ protocol: 112 px, global average pooling, no motion input, one view, no weight d
 later fixes: BatchNorm momentum, keeping the last epoch, the validation split) and one-change
 ablations of the defaults (``diff``: frames next to their differences, the default before flow;
 ``frames``; ``no_feature_diff``, ``one_view``, ``gap``, ``small``, ``no_val``; ``bidir``: a bidirectional LSTM, the default since 2026-12-03, and
-``unidirectional`` after that). Rows whose option is not in the code (``flow128``, ``flow_edges``,
-``groupnorm``) ran on an uncommitted change, described in ``generalisation_notes.md``. Real footage with ImageNet MobileNetV2
+``unidirectional`` after that; ``late_fusion``: ``--motion two_stream``, a flow CNN and a frames CNN with
+their own heads, weights chosen on validation, ``late_fusion32`` / ``late_fusion_thin`` with a 32 px or
+narrower frames CNN). Rows whose option is not in the code (``flow128``, ``flow_edges``,
+``groupnorm``, and ``two_stream`` / ``two_stream64``: the streams fused before one LSTM, branch
+``twostream``) ran on an uncommitted change, described in ``generalisation_notes.md``. Real footage with ImageNet MobileNetV2
 features (``../shared/weights``): ``nb_mobilenet`` (16 frames, MobileNetV2 features,
 Masking + LSTM(64)), ``meanpool_logreg`` (mean feature + logistic regression) and
 ``mobilenet`` (``seqvision train --backbone mobilenet --weights FILE``). Skeletons:
@@ -252,6 +255,9 @@ def run_skeleton(path: Path, run_dir: Path, seed: int, overrides: dict) -> dict:
     return {"accuracy": load_run(run_dir).evaluate(path, "test1")["accuracy"], "train_s": seconds}
 
 
+VIDEO_BASELINES = ("notebook", "nb_mobilenet", "meanpool_logreg", "mobilenet")
+
+
 def run_one(dataset: str, method: str, seed: int, work: Path) -> dict:
     import keras
 
@@ -332,6 +338,13 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     logging.getLogger("generalisation").setLevel(logging.INFO)
     if not args.table:
+        for dataset in args.datasets.split(","):
+            if dataset not in VIDEO_SETS and dataset not in SKELETON_SETS:
+                parser.error(f"unknown dataset {dataset!r}; choose from {', '.join([*VIDEO_SETS, *SKELETON_SETS])}")
+            known = SKELETON_VARIANTS if dataset in SKELETON_SETS else [*VIDEO_BASELINES, *VIDEO_VARIANTS]
+            for method in args.methods.split(","):
+                if method not in known:
+                    parser.error(f"unknown method {method!r} for {dataset}; choose from {', '.join(known)}")
         work = Path(args.work)
         commit = git_commit()
         done = {(r["dataset"], r["method"], r["seed"]) for r in load_results() if r.get("commit") == commit}

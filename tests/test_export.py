@@ -94,6 +94,24 @@ def test_cnn_run_exports_savedmodel_and_tflite_equal_to_the_run(video_tree, tmp_
                                atol=TOLERANCE, rtol=0)
 
 
+def test_two_stream_run_chooses_its_stream_weights_and_exports_equal_to_the_run(video_tree, tmp_path):
+    import json
+
+    from seqvision.run import load_run
+
+    run = _train_video_run(video_tree, tmp_path / "run", "--motion", "two_stream", "--val-split", "0.34")
+    best = json.loads((run / "best.json").read_text())
+    chosen = min(best["stream_choices"], key=lambda choice: choice["val_loss"])
+    assert best["stream_weights"] == chosen["stream_weights"]
+    model = load_run(run).model
+    np.testing.assert_array_equal(model.get_layer("stream_fusion").stream_weights.numpy(), best["stream_weights"])
+    out = _export(run, tmp_path / "export")
+    assert _check_files(out, ["frames", "mask"], ["move_left", "move_right"])["run"]["motion"] == "two_stream"
+    frames, mask = _frames_with_padding(np.random.default_rng(2))
+    np.testing.assert_allclose(_serve(out, frames=frames, mask=mask), load_run(run).predict_proba(frames, mask),
+                               atol=TOLERANCE, rtol=0)
+
+
 def test_mobilenet_run_exports_equal_to_the_run(video_tree, tmp_path):
     from seqvision.run import load_run
 
