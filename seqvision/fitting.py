@@ -36,7 +36,9 @@ KEEP_CHOICES = ("last", "best")
 
 
 def make_strategy(kind: str = "mirrored") -> tf.distribute.Strategy:
-    """``mirrored``: ``MirroredStrategy`` over all visible GPUs (the CPU when there are none).
+    """``mirrored``: ``MirroredStrategy`` over all visible GPUs; with no GPU, TensorFlow's default
+    strategy on the CPU (one replica: the same computation, while any strategy scope there makes
+    Keras' training 1.5x slower: bench/bench_train_step.py).
 
     ``multiworker``: ``MultiWorkerMirroredStrategy`` configured from ``TF_CONFIG``.
     """
@@ -46,8 +48,11 @@ def make_strategy(kind: str = "mirrored") -> tf.distribute.Strategy:
         if "TF_CONFIG" not in os.environ:
             raise SeqvisionError("--strategy multiworker needs TF_CONFIG (see README: multi-worker training)")
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    else:
+    elif tf.config.list_logical_devices("GPU"):
         strategy = tf.distribute.MirroredStrategy()
+    else:
+        log.info("training on 1 replica: the CPU (no GPU visible)")
+        return tf.distribute.get_strategy()
     log.info("training on %d replica(s): %s", strategy.num_replicas_in_sync,
              ", ".join(d for d in strategy.extended.worker_devices))
     return strategy
@@ -87,6 +92,17 @@ class BestModelCheckpoint(keras.callbacks.Callback):
             self.best = {"epoch": epoch + 1, "score": list(score),
                          **{k: float(v) for k, v in logs.items()}}
             atomic_write_json(self.record_path, self.best)
+
+
+class BatchCounter(keras.callbacks.Callback):
+    """Counts training batches: with no strategy scope ``fit`` runs an empty dataset without error."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
 
 
 class ResumableBackup(keras.callbacks.BackupAndRestore):
@@ -200,7 +216,9 @@ def fit_classifier(
         model.compile(optimizer=make_optimizer(lr, weight_decay),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     monitor = "val_loss" if val_ds is not None else "loss"
+    batch_counter = BatchCounter()
     callbacks = [
+        batch_counter,
         keras.callbacks.LearningRateScheduler(lambda epoch: cosine_learning_rate(lr, epoch, epochs)),
         BestModelCheckpoint(checkpoint, record, monitor=monitor, keep=keep),
         *([keras.callbacks.EarlyStopping(monitor=monitor, patience=patience)] if keep == "best" else []),
@@ -218,9 +236,11 @@ def fit_classifier(
         try:
             model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, shuffle=False,
                       verbose=2 if os.environ.get("CI") else 1)
-        except StopIteration:  # what fit raises when the dataset yields no batch at all
+        except StopIteration:  # what fit raises under a strategy when the dataset yields no batch at all
+            batch_counter.batches = 0
+        if batch_counter.batches == 0 and not record.exists():
             raise SeqvisionError("the training data yielded no batch: every training clip was unreadable "
-                                 "(see the warnings above)") from None
+                                 "(see the warnings above)")
     if not record.exists():
         raise SeqvisionError(f"no epoch ended with a finite {monitor}: nothing was saved to {checkpoint} "
                              "(check the input data for NaN or huge values)")

@@ -42,8 +42,6 @@ class LucasKanadeFlow(layers.Layer):
         out_size = (height // self.stride, width // self.stride)
         grey = ops.mean(ops.cast(frames, "float32"), axis=-1, keepdims=True) / 255.0
         grey = ops.reshape(grey, (-1, height, width, 1))
-        x_kernel = ops.reshape(ops.convert_to_tensor([-0.5, 0.0, 0.5]), (1, 3, 1, 1))
-        y_kernel = ops.reshape(ops.convert_to_tensor([-0.5, 0.0, 0.5]), (3, 1, 1, 1))
         flows = []
         for scale in self.scales:
             pooled = ops.average_pool(grey, scale, scale) if scale > 1 else grey
@@ -52,11 +50,11 @@ class LucasKanadeFlow(layers.Layer):
             previous = ops.concatenate([current[:, :1], current[:, :-1]], axis=1)
             mean = ops.reshape((current + previous) / 2, (-1, *size, 1))
             dt = ops.reshape(current - previous, (-1, *size, 1))
-            # Edge-replicated borders: zero padding would make a strong false edge there.
-            dx = ops.conv(ops.pad(mean, ((0, 0), (0, 0), (1, 1), (0, 0)), mode="symmetric"), x_kernel)
-            dy = ops.conv(ops.pad(mean, ((0, 0), (1, 1), (0, 0), (0, 0)), mode="symmetric"), y_kernel)
-            sums = ops.average_pool(ops.concatenate([dx * dx, dy * dy, dx * dy, dx * dt, dy * dt], axis=-1),
-                                    self.window, 1, padding="same")
+            # Central differences with edge-replicated borders: zero padding would make a strong false edge there.
+            padded = ops.pad(mean, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="symmetric")
+            dx = (padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]) / 2
+            dy = (padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]) / 2
+            sums = window_mean(ops.concatenate([dx * dx, dy * dy, dx * dy, dx * dt, dy * dt], axis=-1), self.window)
             sxx, syy, sxy, sxt, syt = (sums[..., i:i + 1] for i in range(5))
             sxx, syy = sxx + self.reg, syy + self.reg
             det = sxx * syy - sxy * sxy
@@ -79,6 +77,25 @@ class LucasKanadeFlow(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "scales": list(self.scales), "window": self.window, "reg": self.reg,
                 "gain": self.gain, "stride": self.stride}
+
+
+def window_mean(images, window: int):
+    """Mean over each ``window x window`` neighbourhood of ``[N, H, W, C]``, borders averaging only
+    the pixels inside the image (as ``average_pool(..., padding="same")``): a separable sum of shifted
+    slices, several times faster than that pooling op on CPU."""
+    height, width = images.shape[1], images.shape[2]
+    radius = window // 2
+    padded = ops.pad(images, ((0, 0), (radius, radius), (radius, radius), (0, 0)))
+    across = padded[:, :, :width]
+    for i in range(1, window):
+        across = across + padded[:, :, i:i + width]
+    total = across[:, :height]
+    for i in range(1, window):
+        total = total + across[:, i:i + height]
+    rows = [min(i + radius, height - 1) - max(i - radius, 0) + 1 for i in range(height)]
+    cols = [min(i + radius, width - 1) - max(i - radius, 0) + 1 for i in range(width)]
+    counts = ops.convert_to_tensor([[r * c for c in cols] for r in rows], dtype=images.dtype)
+    return total / ops.reshape(counts, (1, height, width, 1))
 
 
 def flow_channels(scales=FLOW_SCALES) -> int:

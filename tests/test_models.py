@@ -164,6 +164,16 @@ def test_flow_measures_the_motion_of_a_moving_texture(shift_xy):
     assert abs(np.median(flow[..., 0]) - shift_xy[0]) < 0.5 and abs(np.median(flow[..., 1]) - shift_xy[1]) < 0.8
 
 
+@pytest.mark.parametrize("shape, window", [((3, 16, 16, 5), 5), ((2, 7, 11, 2), 5), ((1, 9, 4, 1), 3)])
+def test_window_mean_equals_same_padded_average_pooling(shape, window):
+    """The flow's fast neighbourhood mean is average pooling that leaves the padding out."""
+    from seqvision.flow import window_mean
+
+    images = np.random.default_rng(1).normal(size=shape).astype("float32")
+    expected = keras.ops.average_pool(images, window, 1, padding="same")
+    np.testing.assert_allclose(np.asarray(window_mean(images, window)), np.asarray(expected), atol=1e-5)
+
+
 def test_flow_ignores_which_colour_is_in_front():
     """Flow of a clip and of its negative are the same: the motion, not the looks."""
     from seqvision.flow import LucasKanadeFlow
