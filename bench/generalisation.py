@@ -30,7 +30,7 @@ ablations of the defaults (``diff``: frames next to their differences, the defau
 ``frames``; ``no_feature_diff``, ``one_view``, ``gap``, ``small``, ``no_val``; ``bidir``: a bidirectional LSTM, the default since 2026-12-03, and
 ``unidirectional`` after that; ``late_fusion``: ``--motion two_stream``, a flow CNN and a frames CNN with
 their own heads, weights chosen on validation, ``late_fusion32`` / ``late_fusion_thin`` with a 32 px or
-narrower frames CNN). Rows whose option is not in the code (``flow128``, ``flow_edges``,
+narrower frames CNN, ``late_fusion_s2`` with a strided 5x5 first convolution in the frames CNN). Rows whose option is not in the code (``flow128``, ``flow_edges``,
 ``groupnorm``, and ``two_stream`` / ``two_stream64``: the streams fused before one LSTM, branch
 ``twostream``) ran on an uncommitted change, described in ``generalisation_notes.md``. Real footage with ImageNet MobileNetV2
 features (``../shared/weights``): ``nb_mobilenet`` (16 frames, MobileNetV2 features,
@@ -83,6 +83,7 @@ VIDEO_VARIANTS = {
     "frames": {"motion": "frames"},
     "late_fusion": {"motion": "two_stream"},  # flow CNN and frames CNN, own heads, weights chosen on validation
     "late_fusion32": {"motion": "two_stream", "appearance_size": 32},  # its frames CNN on 32 px frames
+    "late_fusion_s2": {"motion": "two_stream", "appearance_stride": 2},  # its frames CNN: a strided 5x5 first conv
     "late_fusion_thin": {"motion": "two_stream", "appearance_filters": [16, 32, 64, 128]},  # a narrower frames CNN
     "v0": {"img_size": 112, "motion": "frames", "feature_diff": False, "train_views": 1, "weight_decay": 0.0,
            "pooling": "gap"},

@@ -54,6 +54,7 @@ class VideoTrainConfig:
     # | "two_stream" (flow and frames, one CNN each)
     appearance_size: int | None = None  # two_stream: side in pixels of the frames the second CNN sees; None = img_size
     appearance_filters: list[int] | None = None  # two_stream: the second CNN's conv widths; None = filters
+    appearance_stride: int = 1  # two_stream: stride of the second CNN's first convolution
     feature_diff: bool = True  # per-frame vectors next to their change, before the temporal head
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     pooling: str = "grid"  # cnn: "grid" (4x4 cells, keeps where things are) | "gap" (global average)
@@ -276,7 +277,8 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
                 frame_options["frames_backbone"] = build_backbone(
                     config.backbone, config.appearance_size or config.img_size, model_name=f"{config.backbone}_frames",
                     **{**backbone_options(config), "channels": 3,
-                       "filters": tuple(config.appearance_filters or config.filters)})
+                       "filters": tuple(config.appearance_filters or config.filters),
+                       "stem_stride": config.appearance_stride})
         copy_saved_models_into_run(backbone, run_dir)
         if not spec.frozen:
             train_ds, val_ds = frame_datasets()

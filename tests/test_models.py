@@ -39,6 +39,23 @@ def test_padded_masked_video_equals_unpadded(bidirectional, num_layers, motion, 
     assert np.abs(unmasked - unpadded).max() > 1e-4
 
 
+def test_strided_stem_runs_the_cnn_at_half_the_side_and_keeps_masks_exact():
+    plain = build_backbone("cnn", 16, filters=(8, 16), channels=3)
+    strided = build_backbone("cnn", 32, model_name="cnn_frames", filters=(8, 16), channels=3, stem_stride=2)
+    assert strided.output_shape == plain.output_shape
+    assert strided.get_layer("conv0").strides == (2, 2) and strided.get_layer("conv0").kernel_size == (5, 5)
+    assert strided.get_layer("conv1").input.shape[1:3] == plain.get_layer("conv1").input.shape[1:3] == (8, 8)
+    # As the frames CNN of a two-stream model (no pooling of the frames before it): padding stays inert.
+    keras.utils.set_random_seed(2)
+    model = build_video_classifier(build_backbone("cnn", 16, filters=(8, 16), channels=6), 3, 32, units=8,
+                                   motion="two_stream", feature_diff=True, frames_backbone=strided)
+    assert "appearance_pool" not in [layer.name for layer in model.layers]
+    frames = np.random.default_rng(3).integers(0, 256, (2, 6, 32, 32, 3)).astype("float32")
+    padded, mask = _padded(frames, 4, 255.0)
+    unpadded = model.predict({"frames": frames, "mask": np.ones((2, 6), bool)}, verbose=0)
+    np.testing.assert_allclose(model.predict({"frames": padded, "mask": mask}, verbose=0), unpadded, atol=1e-5)
+
+
 @pytest.mark.parametrize("head", sorted(TEMPORAL_HEADS))
 def test_sequence_classifier_mask_and_save_roundtrip(tmp_path, head):
     model = build_sequence_classifier(6, 4, input_name="keypoints", head=head, units=8)
