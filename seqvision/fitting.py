@@ -104,6 +104,10 @@ class BatchCounter(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self.batches += 1
 
+    def on_epoch_end(self, epoch, logs=None):
+        if self.batches == 0:  # nothing to train on: the later epochs would be empty too
+            self.model.stop_training = True
+
 
 class ResumableBackup(keras.callbacks.BackupAndRestore):
     """``BackupAndRestore`` keeping the previous epoch's state too, restored when the latest is

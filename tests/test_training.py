@@ -126,3 +126,14 @@ def test_mixed_precision_keeps_probabilities_float32_and_restores_the_policy(tmp
                        1, 1e-2, 5, make_strategy())
     assert keras.config.dtype_policy().name == before
     assert (tmp_path / "model.keras").exists()
+
+
+def test_training_on_no_batch_is_a_clear_error_after_one_empty_epoch(tmp_path):
+    empty = tf.data.Dataset.from_tensor_slices(
+        ({"features": tf.zeros((4, 5, 1)), "mask": tf.ones((4, 5), bool)}, tf.zeros(4, tf.int32))
+    ).filter(lambda inputs, label: False).batch(2)
+    with pytest.raises(ValueError, match="yielded no batch: every training clip was unreadable"):
+        fit_classifier(lambda: build_sequence_classifier(1, 2, units=4), empty, None, tmp_path, 30, 1e-2, 5,
+                       make_strategy())
+    assert [r["epoch"] for r in csv.DictReader(open(tmp_path / "history.csv"))] == ["0"]  # not 30 empty epochs
+    assert not (tmp_path / "model.keras").exists()
