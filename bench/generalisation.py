@@ -27,15 +27,17 @@ options: the CNN sees Lucas-Kanade flow, ``--motion flow``), ``v0`` (the model o
 protocol: 112 px, global average pooling, no motion input, one view, no weight decay; it shares the
 later fixes: BatchNorm momentum, keeping the last epoch, the validation split) and one-change
 ablations of the defaults (``diff``: frames next to their differences, the default before flow;
-``frames``; ``no_feature_diff``, ``one_view``, ``gap``, ``small``, ``no_val``; ``bidir``: a bidirectional LSTM, the default since 2026-12-03, and
+``frames``; ``trend``: ``--head trend``; ``no_feature_diff``, ``one_view``, ``gap``, ``small``, ``no_val``; ``bidir``: a bidirectional LSTM, the default since 2026-12-03, and
 ``unidirectional`` after that; ``late_fusion``: ``--motion two_stream``, a flow CNN and a frames CNN with
 their own heads, weights chosen on validation, ``late_fusion32`` / ``late_fusion_thin`` with a 32 px or
 narrower frames CNN, ``late_fusion_s2`` with a strided 5x5 first convolution in the frames CNN). Rows whose option is not in the code (``flow128``, ``flow_edges``,
 ``groupnorm``, and ``two_stream`` / ``two_stream64``: the streams fused before one LSTM, branch
-``twostream``) ran on an uncommitted change, described in ``generalisation_notes.md``. Real footage with ImageNet MobileNetV2
-features (``../shared/weights``): ``nb_mobilenet`` (16 frames, MobileNetV2 features,
-Masking + LSTM(64)), ``meanpool_logreg`` (mean feature + logistic regression) and
-``mobilenet`` (``seqvision train --backbone mobilenet --weights FILE``). Skeletons:
+``twostream``) ran on an uncommitted change, described in ``generalisation_notes.md``. ImageNet MobileNetV2
+features (``../shared/weights``), on any video set: ``nb_mobilenet`` (16 frames, MobileNetV2 features,
+Masking + LSTM(64)), ``meanpool_logreg`` (mean feature + logistic regression), ``mobilenet``
+(``seqvision train --backbone mobilenet --weights FILE``, its defaults) and one change to it:
+``mobilenet_lstm`` / ``mobilenet_trend`` (``--head lstm`` / ``--head trend``), ``mobilenet_trend_nofd``
+(``--head trend --no-feature-diff``). Skeletons:
 ``defaults`` and one-change ablations: ``flip`` (the old default: mirror without changing
 labels), ``one_centre`` (every person normalised by the first one's body), ``keep_best``
 (early stopping on the validation loss), ``weight_decay``, ``unidirectional``, ``epochs100``.
@@ -79,6 +81,7 @@ SIDE_PAIRS = None  # skel_sides: no flip pairs are passed to the defaults; the d
 VIDEO_VARIANTS = {
     "defaults": {},
     "orderless": {"head": "mean"},
+    "trend": {"head": "trend"},  # the CNN's features pooled by mean, time trend and change, then linear
     "diff": {"motion": "diff"},  # the default before flow: frames next to their differences
     "frames": {"motion": "frames"},
     "late_fusion": {"motion": "two_stream"},  # flow CNN and frames CNN, own heads, weights chosen on validation
@@ -256,7 +259,11 @@ def run_skeleton(path: Path, run_dir: Path, seed: int, overrides: dict) -> dict:
     return {"accuracy": load_run(run_dir).evaluate(path, "test1")["accuracy"], "train_s": seconds}
 
 
-VIDEO_BASELINES = ("notebook", "nb_mobilenet", "meanpool_logreg", "mobilenet")
+VIDEO_BASELINES = ("notebook", "nb_mobilenet", "meanpool_logreg")
+# `seqvision train --backbone mobilenet --weights WEIGHTS` (frozen ImageNet MobileNetV2, cached embeddings), one
+# change each to its defaults
+MOBILENET_VARIANTS = {"mobilenet": {}, "mobilenet_lstm": {"head": "lstm"}, "mobilenet_trend": {"head": "trend"},
+                      "mobilenet_trend_nofd": {"head": "trend", "feature_diff": False}}
 
 
 def run_one(dataset: str, method: str, seed: int, work: Path) -> dict:
@@ -277,9 +284,9 @@ def run_one(dataset: str, method: str, seed: int, work: Path) -> dict:
         return run_notebook_mobilenet(root, seed)
     if method == "meanpool_logreg":
         return run_meanpool_logreg(root, seed)
-    if method == "mobilenet":
+    if method in MOBILENET_VARIANTS:
         return run_seqvision_video(root, run_dir, seed, {"backbone": "mobilenet", "weights": str(WEIGHTS),
-                                                         "cache_dir": str(work / "cache")})
+                                                         "cache_dir": str(work / "cache"), **MOBILENET_VARIANTS[method]})
     return run_seqvision_video(root, run_dir, seed, VIDEO_VARIANTS[method])
 
 
@@ -342,7 +349,7 @@ def main() -> None:
         for dataset in args.datasets.split(","):
             if dataset not in VIDEO_SETS and dataset not in SKELETON_SETS:
                 parser.error(f"unknown dataset {dataset!r}; choose from {', '.join([*VIDEO_SETS, *SKELETON_SETS])}")
-            known = SKELETON_VARIANTS if dataset in SKELETON_SETS else [*VIDEO_BASELINES, *VIDEO_VARIANTS]
+            known = SKELETON_VARIANTS if dataset in SKELETON_SETS else [*VIDEO_BASELINES, *MOBILENET_VARIANTS, *VIDEO_VARIANTS]
             for method in args.methods.split(","):
                 if method not in known:
                     parser.error(f"unknown method {method!r} for {dataset}; choose from {', '.join(known)}")

@@ -70,6 +70,38 @@ class TemporalDifference(layers.Layer):
         return {**super().get_config(), "scale": self.scale, "offset": self.offset, "keep_input": self.keep_input}
 
 
+@keras.saving.register_keras_serializable(package="seqvision")
+class MaskedTrendPooling(layers.Layer):
+    """Order-aware pooling over valid steps: ``[B, T, D]`` under ``mask [B, T]`` -> ``[B, 3D]``.
+
+    Per channel: the mean, the least-squares slope against time scaled to -1..1 over the clip's
+    own valid steps (the idea of approximate rank pooling / dynamic images, Bilen et al. 2016:
+    reversing a clip flips its sign), and the mean absolute change between consecutive valid
+    steps (how much moves). Only valid steps count, so padding changes nothing; a one-step clip
+    has slope and change 0. Computed in float32.
+    """
+
+    def call(self, x, mask=None):
+        x = ops.cast(x, "float32")
+        valid = ops.cast(mask, "float32")[..., None] if mask is not None else ops.ones_like(x[..., :1])
+        count = ops.sum(valid, axis=1)  # [B, 1]
+        mean = ops.sum(x * valid, axis=1) / ops.maximum(count, 1.0)
+        position = ops.cumsum(valid, axis=1) - 1.0  # 0 .. count-1 on valid steps
+        half = (count[:, None] - 1.0) / 2.0
+        time = (position - half) / ops.maximum(half, 1.0) * valid  # -1 .. 1, 0 on padding
+        slope = ops.sum(time * (x - mean[:, None]), axis=1) / ops.maximum(ops.sum(time * time, axis=1), 1e-6)
+        pairs = valid[:, 1:] * valid[:, :-1]
+        change = ops.sum(ops.abs(x[:, 1:] - x[:, :-1]) * pairs, axis=1) / ops.maximum(ops.sum(pairs, axis=1), 1.0)
+        return ops.concatenate([mean, slope, change], axis=-1)
+
+    def compute_mask(self, x, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        channels = input_shape[-1]
+        return (input_shape[0], None if channels is None else 3 * channels)
+
+
 def masked_lstm_head(sequence, mask, num_classes: int, units: int = 128, num_layers: int = 1,
                      bidirectional: bool = False, dropout: float = 0.3, name: str = "head"):
     """Apply stacked (Bi)LSTMs to ``sequence [B, T, D]`` under ``mask [B, T]`` bool.
@@ -99,13 +131,25 @@ def masked_mean_head(sequence, mask, num_classes: int, units: int = 128, num_lay
     return _class_probabilities(x, num_classes, dropout, name)
 
 
+def masked_trend_head(sequence, mask, num_classes: int, units: int = 128, num_layers: int = 1,
+                      bidirectional: bool = False, dropout: float = 0.3, name: str = "head"):
+    """Linear classifier on :class:`MaskedTrendPooling` of ``sequence [B, T, D]`` (mean, time trend,
+    mean change), standardised by BatchNorm: few weights, so it suits a frozen backbone and a few
+    hundred clips. Same signature as ``masked_lstm_head`` (``units``, ``num_layers`` and
+    ``bidirectional`` unused).
+    """
+    x = MaskedTrendPooling(name=f"{name}_trend")(sequence, mask=mask)
+    x = layers.BatchNormalization(name=f"{name}_standardise")(x)
+    return _class_probabilities(x, num_classes, dropout, name)
+
+
 def _class_probabilities(x, num_classes: int, dropout: float, name: str):
     """Dropout, then softmax probabilities ``[B, num_classes]`` in float32 (also under mixed precision)."""
     x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
     return layers.Dense(num_classes, activation="softmax", dtype="float32", name=f"{name}_probs")(x)
 
 
-TEMPORAL_HEADS = {"lstm": masked_lstm_head, "mean": masked_mean_head}
+TEMPORAL_HEADS = {"lstm": masked_lstm_head, "mean": masked_mean_head, "trend": masked_trend_head}
 
 
 def temporal_head(head: str):

@@ -49,7 +49,7 @@ class VideoTrainConfig:
     num_layers: int = 1
     bidirectional: bool = True  # chosen on the selection sets of bench/generalisation.md
     dropout: float = 0.3
-    head: str = "lstm"  # "lstm" | "mean" (order-free baseline)
+    head: str = "lstm"  # "lstm" | "trend" (linear on mean, time trend, change) | "mean" (order-free baseline)
     motion: str = "flow"  # cnn: what it sees per step: "flow" (from the previous step) | "diff" | "frames"
     # | "two_stream" (flow and frames, one CNN each)
     appearance_size: int | None = None  # two_stream: side in pixels of the frames the second CNN sees; None = img_size

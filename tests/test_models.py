@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from seqvision.backbones import BACKBONES, build_backbone
-from seqvision.models import (TEMPORAL_HEADS, FrameEncoder, TemporalDifference, build_sequence_classifier,
-                              build_video_classifier)
+from seqvision.models import (TEMPORAL_HEADS, FrameEncoder, MaskedTrendPooling, TemporalDifference,
+                              build_sequence_classifier, build_video_classifier)
 
 
 def _padded(x, extra, fill):
@@ -94,6 +94,43 @@ def test_cnn_backbone_pooling_is_position_aware(pooling, dim):
     right = left[:, :, ::-1].copy()
     # Coordinate channels let pooled features tell a shape on the left from one on the right.
     assert np.abs(np.asarray(backbone(left)) - np.asarray(backbone(right))).max() > 1e-3
+
+
+def test_trend_pooling_gives_mean_slope_and_change_of_valid_steps_only():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(2, 6, 3)).astype("float32")
+    lengths = [6, 4]
+    mask = np.arange(6)[None] < np.array(lengths)[:, None]
+    x[1, 4:] = 50.0  # padding: must not count
+    out = np.asarray(MaskedTrendPooling()(x, mask=mask))
+    assert out.shape == (2, 9)
+    for i, length in enumerate(lengths):
+        v = x[i, :length]
+        time = np.linspace(-1, 1, length)
+        slope = ((time[:, None] * (v - v.mean(0))).sum(0)) / (time ** 2).sum()
+        expected = np.concatenate([v.mean(0), slope, np.abs(np.diff(v, axis=0)).mean(0)])
+        np.testing.assert_allclose(out[i], expected, rtol=1e-5, atol=1e-5)
+    reversed_out = np.asarray(MaskedTrendPooling()(x[:1, ::-1], mask=mask[:1]))
+    np.testing.assert_allclose(reversed_out[0, 3:6], -out[0, 3:6], atol=1e-5)  # reversal flips the trend only
+    np.testing.assert_allclose(reversed_out[0, :3], out[0, :3], atol=1e-5)
+    np.testing.assert_allclose(reversed_out[0, 6:], out[0, 6:], atol=1e-5)
+    single = np.asarray(MaskedTrendPooling()(x[:1], mask=np.arange(6)[None] < 1))
+    np.testing.assert_allclose(single[0], np.concatenate([x[0, 0], np.zeros(6)]), atol=1e-6)
+
+
+def test_trend_head_with_feature_differences_ignores_padding_and_saves(tmp_path):
+    keras.utils.set_random_seed(5)
+    model = build_sequence_classifier(5, 3, head="trend", feature_diff=True)
+    x = np.random.default_rng(6).normal(size=(3, 8, 5)).astype("float32")
+    padded, mask = _padded(x, 6, -9.0)
+    ref = model.predict({"features": x, "mask": np.ones((3, 8), bool)}, verbose=0)
+    out = model.predict({"features": padded, "mask": mask}, verbose=0)
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    unmasked = model.predict({"features": padded, "mask": np.ones_like(mask)}, verbose=0)
+    assert np.abs(unmasked - ref).max() > 1e-4
+    model.save(tmp_path / "trend.keras")
+    loaded = keras.models.load_model(tmp_path / "trend.keras")
+    np.testing.assert_allclose(loaded.predict({"features": padded, "mask": mask}, verbose=0), out, atol=1e-6)
 
 
 def test_unknown_backbone_and_head_name_the_choices():
@@ -255,3 +292,25 @@ def test_stream_weights_switch_off_a_stream_that_is_wrong_on_held_out_clips(info
     predicted = keras.ops.convert_to_numpy(model(x)).argmax(1)
     assert np.mean(predicted == labels) > 0.95
     assert {tuple(c["stream_weights"]) for c in chosen["stream_choices"]} == {(1.0, 0.0), (0.0, 1.0), (1.0, 1.0)}
+
+
+@pytest.mark.parametrize("head", sorted(TEMPORAL_HEADS))
+def test_head_trained_on_embeddings_carries_over_to_the_frame_model(head):
+    """What fine-tuning starts from: the frame model with the copied head = the head on the embeddings."""
+    from seqvision.training import _copy_head
+
+    keras.utils.set_random_seed(7)
+    backbone = build_backbone("cnn", 16, filters=(8,), channels=3, pooling="gap")
+    options = dict(units=8, bidirectional=True, head=head, feature_diff=True)
+    features_model = build_sequence_classifier(backbone.output_shape[-1], 3, "features", **options)
+    rng = np.random.default_rng(8)
+    for layer in features_model.layers:  # trained-looking weights, BatchNorm statistics included
+        layer.set_weights([rng.normal(size=w.shape).astype("float32") if "variance" not in w.path
+                           else rng.uniform(0.5, 2.0, w.shape).astype("float32") for w in layer.weights])
+    frame_model = build_video_classifier(backbone, 3, 16, **options)
+    _copy_head(features_model, frame_model)
+    frames, mask = _padded(rng.integers(0, 256, (2, 5, 16, 16, 3)).astype("float32"), 3, 0.0)
+    embeddings = backbone.predict(frames.reshape(-1, 16, 16, 3), verbose=0).reshape(2, 8, -1)
+    expected = features_model.predict({"features": embeddings, "mask": mask}, verbose=0)
+    np.testing.assert_allclose(frame_model.predict({"frames": frames, "mask": mask}, verbose=0), expected, atol=1e-5)
+    assert np.abs(expected - 1 / 3).max() > 1e-3  # the copied weights are not a uniform guess
