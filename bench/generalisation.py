@@ -261,7 +261,8 @@ def run_skeleton(path: Path, run_dir: Path, seed: int, overrides: dict) -> dict:
 
 VIDEO_BASELINES = ("notebook", "nb_mobilenet", "meanpool_logreg")
 # `seqvision train --backbone mobilenet --weights WEIGHTS` (frozen ImageNet MobileNetV2, cached embeddings), one
-# change each to its defaults
+# change each to its defaults. Rows named "mobilenet" before the default head became "trend" (training.default_head)
+# were run with the LSTM head and are kept as "mobilenet_lstm".
 MOBILENET_VARIANTS = {"mobilenet": {}, "mobilenet_lstm": {"head": "lstm"}, "mobilenet_trend": {"head": "trend"},
                       "mobilenet_trend_nofd": {"head": "trend", "feature_diff": False}}
 

@@ -99,9 +99,10 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
 @click.option("--bidirectional/--unidirectional", default=True, show_default=True,
               help="LSTM reading both ways (the backward pass starts at each clip's last real frame).")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.3, show_default=True)
-@click.option("--head", type=click.Choice(["lstm", "trend", "mean"]), default="lstm", show_default=True,
+@click.option("--head", type=click.Choice(["lstm", "trend", "mean"]),
               help="Temporal model: lstm; trend = a linear classifier on each feature's mean, time trend and mean "
-              "change (few weights: for a frozen backbone and few clips); mean = order-free baseline.")
+              "change (few weights: for a frozen backbone and few clips); mean = order-free baseline. "
+              "[default: trend with a frozen pretrained backbone (mobilenet, efficientnetv2b0), lstm with cnn]")
 @click.option("--motion", type=click.Choice(["flow", "diff", "frames", "two_stream"]), default="flow", show_default=True,
               help="cnn: what it sees per step: flow = optical flow from the previous sampled frame (Lucas-Kanade, "
               "in the model), diff = each frame next to its difference from the previous one, frames = frames alone, "

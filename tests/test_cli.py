@@ -65,6 +65,7 @@ def test_train_evaluate_predict_from_videos(video_tree, tmp_path):
     for name in ("model.keras", "config.json", "labels.json", "history.csv", "training_curves.png", "best.json"):
         assert (run / name).exists(), name
     assert json.loads((run / "labels.json").read_text()) == ["move_left", "move_right"]
+    assert json.loads((run / "config.json").read_text())["head"] == "lstm"  # the cnn's default head, resolved
 
     result = _runner().invoke(main, ["evaluate", str(run), str(video_tree), "--json"])
     assert result.exit_code == 0, result.output

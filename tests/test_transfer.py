@@ -218,13 +218,18 @@ def test_train_mobilenet_from_weights_and_hub_then_evaluate(tmp_path, saved_mobi
     runner = CliRunner()
     common = ["--backbone", "mobilenet", "--img-size", str(IMG), "--seq-len", "4", "--epochs", "2",
               "--batch-size", "4", "--val-split", "0.2"]
-    for name, source in (("weights", ["--weights", "none"]),
-                         ("hub", ["--hub-handle", str(saved_mobilenet / "hub_savedmodel")])):
+    # the default head of a frozen backbone (trend), and the LSTM asked for by name
+    for name, source, head in (("weights", ["--weights", "none"], "trend"),
+                               ("hub", ["--hub-handle", str(saved_mobilenet / "hub_savedmodel"), "--head", "lstm"],
+                                "lstm")):
         run = tmp_path / f"run_{name}"
         result = runner.invoke(main, ["train", str(data), "--out", str(run), *common, *source])
         assert result.exit_code == 0, result.output
         assert (run / "model.keras").exists() and (run / "head.keras").exists()
-        assert json.loads((run / "config.json").read_text())["backbone"] == "mobilenet"
+        config = json.loads((run / "config.json").read_text())
+        assert config["backbone"] == "mobilenet" and config["head"] == head
+        head_layers = {type(layer).__name__ for layer in keras.models.load_model(run / "head.keras").layers}
+        assert ("MaskedTrendPooling" in head_layers) == (head == "trend")
         result = runner.invoke(main, ["evaluate", str(run), str(data), "--json"])
         assert result.exit_code == 0, result.output
         metrics = json.loads(result.stdout)
