@@ -264,7 +264,10 @@ VIDEO_BASELINES = ("notebook", "nb_mobilenet", "meanpool_logreg")
 # change each to its defaults. Rows named "mobilenet" before the default head became "trend" (training.default_head)
 # were run with the LSTM head and are kept as "mobilenet_lstm".
 MOBILENET_VARIANTS = {"mobilenet": {}, "mobilenet_lstm": {"head": "lstm"}, "mobilenet_trend": {"head": "trend"},
-                      "mobilenet_trend_nofd": {"head": "trend", "feature_diff": False}}
+                      "mobilenet_trend_nofd": {"head": "trend", "feature_diff": False},
+                      # the trend head's regularisation (AdamW shrinks weights by lr * weight_decay per step)
+                      "mobilenet_wd1": {"weight_decay": 1.0}, "mobilenet_wd10": {"weight_decay": 10.0},
+                      "mobilenet_drop6": {"dropout": 0.6}}
 
 
 def run_one(dataset: str, method: str, seed: int, work: Path) -> dict:
