@@ -200,11 +200,11 @@ def default_head(backbone: str) -> str:
 
 
 def train_video(config: VideoTrainConfig, run_dir: str | Path, overwrite: bool = False) -> dict:
-    """Train a frame-backbone + LSTM classifier on ``config.data_dir``; returns the best record.
+    """Train a frame-backbone + temporal-head classifier on ``config.data_dir``; returns the best record.
 
     A backbone whose spec is not ``frozen`` (``cnn``) trains end to end on frames. A frozen one
     (``mobilenet``, ``efficientnetv2b0``): its per-frame embeddings are computed once into the
-    embedding cache and only the LSTM head trains on them; with ``fine_tune_at`` the top
+    embedding cache and only the head trains on them; with ``fine_tune_at`` the top
     ``unfreeze`` backbone layers then train end to end on frames at a tenth of the learning rate.
     Either way ``model.keras`` takes frames.
     A finished run in ``run_dir`` is replaced only with ``overwrite``, and only once the new
@@ -355,7 +355,7 @@ def choose_stream_weights(model: keras.Model, val_ds) -> dict:
 
 def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, run_dir, strategy, resuming,
                              head_options) -> keras.Model:
-    """Cache the frozen backbone's embeddings, train the LSTM head on them, save the frame model.
+    """Cache the frozen backbone's embeddings, train the head on them, save the frame model.
 
     Returns ``(frames -> probabilities model (backbone + trained head), best record)``.
     """
