@@ -37,7 +37,8 @@ features (``../shared/weights``), on any video set: ``nb_mobilenet`` (16 frames,
 Masking + LSTM(64)), ``meanpool_logreg`` (mean feature + logistic regression), ``mobilenet``
 (``seqvision train --backbone mobilenet --weights FILE``, its defaults) and one change to it:
 ``mobilenet_lstm`` / ``mobilenet_trend`` (``--head lstm`` / ``--head trend``), ``mobilenet_trend_nofd``
-(``--head trend --no-feature-diff``). Skeletons:
+(``--head trend --no-feature-diff``), ``mobilenet_noflow`` (``--no-flow-stats``: the embeddings alone, the
+default before 2026-12-05; ``mobilenet_trend`` rows ran before motion descriptors existed, so the same). Skeletons:
 ``defaults`` and one-change ablations: ``flip`` (the old default: mirror without changing
 labels), ``one_centre`` (every person normalised by the first one's body), ``keep_best``
 (early stopping on the validation loss), ``weight_decay``, ``unidirectional``, ``epochs100``.
@@ -266,8 +267,13 @@ VIDEO_BASELINES = ("notebook", "nb_mobilenet", "meanpool_logreg")
 MOBILENET_VARIANTS = {"mobilenet": {}, "mobilenet_lstm": {"head": "lstm"}, "mobilenet_trend": {"head": "trend"},
                       "mobilenet_trend_nofd": {"head": "trend", "feature_diff": False},
                       # the trend head's regularisation (AdamW shrinks weights by lr * weight_decay per step)
-                      "mobilenet_wd1": {"weight_decay": 1.0}, "mobilenet_wd10": {"weight_decay": 10.0},
-                      "mobilenet_drop6": {"dropout": 0.6}}
+                      # (rows before 2026-12-05 set weight_decay, which the head then used; now head_weight_decay)
+                      "mobilenet_wd1": {"head_weight_decay": 1.0}, "mobilenet_wd10": {"head_weight_decay": 10.0},
+                      "mobilenet_wd_small": {"head_weight_decay": 1e-4},  # the head's weight decay before 2026-12-05
+                      "mobilenet_drop6": {"dropout": 0.6},
+                      # without the Lucas-Kanade motion descriptors next to the embeddings (the default before
+                      # 2026-12-05: the same settings as mobilenet_trend)
+                      "mobilenet_noflow": {"flow_stats": False}}
 
 
 def run_one(dataset: str, method: str, seed: int, work: Path) -> dict:

@@ -110,10 +110,18 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
               "chosen on the validation split.")
 @click.option("--feature-diff/--no-feature-diff", default=True, show_default=True,
               help="Feed the temporal head each frame's features next to their change since the previous frame.")
+@click.option("--flow-stats/--no-flow-stats", default=None,
+              help="Put motion descriptors of each frame (Lucas-Kanade flow: direction, turning, approaching, per "
+              "region) next to its features; cached with the embeddings of a frozen backbone. "
+              "[default: on with a frozen pretrained backbone, off with cnn]")
 @click.option("--weight-decay", type=click.FloatRange(0), default=1e-4, show_default=True,
               help="AdamW decoupled weight decay; 0 = plain Adam.")
+@click.option("--head-weight-decay", type=click.FloatRange(0), default=10.0, show_default=True,
+              help="Frozen backbones: AdamW weight decay of the head while it trains on cached embeddings (a "
+              "strong pull towards small weights: a linear head on a few hundred clips; see bench/generalisation.md).")
 @click.option("--train-views", type=click.IntRange(1), default=4, show_default=True,
-              help="Temporally shifted samplings decoded (and cached) per clip; training takes one per epoch.")
+              help="Temporally shifted samplings decoded (and cached) per clip; training takes one per epoch (a head "
+              "on cached embeddings: all of them).")
 @click.option("--flip", is_flag=True, help="Random horizontal flips (not for left/right-sensitive classes).")
 @click.option("--flip-pairs", help="Flip, mapping each class to its mirror class: LEFT:RIGHT,… "
               "e.g. move_left:move_right.")
@@ -156,6 +164,9 @@ def train_command(data_dir, run_dir, overwrite, **options):
               help="Temporally shifted samplings per clip (train --train-views must match to reuse the cache).")
 @click.option("--batch-frames", type=click.IntRange(1), default=256, show_default=True,
               help="Frames per backbone call.")
+@click.option("--flow-stats/--no-flow-stats", default=True, show_default=True,
+              help="Cache motion descriptors next to the embeddings (train --flow-stats must match to reuse the cache; "
+              "ignored with an INDEX.csv).")
 @click.option("--pool", type=click.Choice(list(CLIP_POOLS)), default=DEFAULT_CLIP_POOL, show_default=True,
               help="INDEX.csv: how frame embeddings become one clip vector (see bench/embed_pooling.md).")
 @click.option("--keep-frames", is_flag=True, help="INDEX.csv: also write F_<split>.npy [N, T, D] and mask_<split>.npy.")
@@ -168,7 +179,7 @@ def train_command(data_dir, run_dir, overwrite, **options):
 @click.option("--probe", is_flag=True, help="INDEX.csv: print a logistic-regression ROC-AUC and accuracy on val.")
 @friendly_errors
 def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, alpha, hub_handle, hub_input_range,
-                  views, batch_frames,
+                  views, batch_frames, flow_stats,
                   **index_options):
     """Compute (or reuse) the frozen-backbone embedding cache of DATA_DIR.
 
@@ -181,13 +192,15 @@ def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, al
     from seqvision.backbones import build_backbone
     from seqvision.datasets import find_clips
     from seqvision.embeddings import get_embedding_cache
+    from seqvision.flow import FlowStatistics
     from seqvision.training import VideoTrainConfig, backbone_identity, backbone_options
 
     img_size = img_size or BACKBONES[backbone].default_img_size
     config = VideoTrainConfig(data_dir=data_dir, backbone=backbone, seq_len=seq_len, img_size=img_size, **settings)
     model = build_backbone(backbone, img_size, **backbone_options(config))
     cache = get_embedding_cache(find_clips(data_dir), model, backbone_identity(config), seq_len, img_size,
-                                cache_root, views=views, batch_frames=batch_frames)
+                                cache_root, views=views, batch_frames=batch_frames,
+                                flow_stats=FlowStatistics() if flow_stats else None)
     click.echo(str(cache.path))
 
 

@@ -285,17 +285,14 @@ def make_feature_dataset(features: np.ndarray, masks: np.ndarray, labels: np.nda
     ``features`` is ``[N, V, T, D]`` (V temporally shifted views per clip), typically a float16
     memmap: batches are read from it as they are needed, never all ``rows`` at once
     (:func:`read_feature_views`).
-    ``training`` shuffles and takes one random view per clip and epoch; otherwise every view of
-    every row is an element.
+    Every view of every row is an element (an epoch sees all the samplings that were cached, at
+    no decoding cost); ``training`` shuffles them anew each epoch.
     """
     rows = np.sort(np.asarray(rows, np.int64))
     views, steps, dim = features.shape[1:]
+    ds = tf.data.Dataset.from_tensor_slices((np.repeat(rows, views), np.tile(np.arange(views), len(rows))))
     if training:
-        generator = tf.random.Generator.from_seed(seed)
-        ds = tf.data.Dataset.from_tensor_slices(rows).shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(lambda row: (row, generator.uniform((), 0, views, dtype=tf.int64)))
-    else:
-        ds = tf.data.Dataset.from_tensor_slices((np.repeat(rows, views), np.tile(np.arange(views), len(rows))))
+        ds = ds.shuffle(len(rows) * views, seed=seed, reshuffle_each_iteration=True)
 
     def gather(batch_rows, batch_views):
         return (read_feature_views(features, batch_rows, batch_views), masks[batch_rows],

@@ -71,16 +71,27 @@ def default_cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "seqvision"
 
 
-def cache_key(clips, backbone_id: dict, seq_len: int, img_size: int, views: int = 1) -> dict:
-    """Everything the cached numbers depend on (JSON-ready); clips in path order, once each."""
+def cache_key(clips, backbone_id: dict, seq_len: int, img_size: int, views: int = 1,
+              flow_stats: dict | None = None) -> dict:
+    """Everything the cached numbers depend on (JSON-ready); clips in path order, once each.
+    ``flow_stats``: the config of the :class:`seqvision.flow.FlowStatistics` appended to each
+    embedding (absent from the key when None, so caches made before it keep their keys)."""
     entries = {}
     for clip in clips:
         path = Path(clip.path).resolve()
         stat = _content_stat(path)
         entries[str(path)] = {"path": str(path), "label": clip.label, "size": stat[0], "mtime": stat[1]}
     entries = [entries[path] for path in sorted(entries)]
-    return {"version": CACHE_VERSION, "backbone": backbone_id, "img_size": img_size, "seq_len": seq_len,
-            "sampling": "uniform", "views": views, "clips": entries}
+    key = {"version": CACHE_VERSION, "backbone": backbone_id, "img_size": img_size, "seq_len": seq_len,
+           "sampling": "uniform", "views": views, "clips": entries}
+    return {**key, "flow_stats": flow_stats} if flow_stats else key
+
+
+def flow_stats_key(layer) -> dict | None:
+    """What the flow statistics in a cache depend on: the layer's class and settings (None: none)."""
+    if layer is None:
+        return None
+    return {"class": type(layer).__name__, "size": layer.size, "grids": list(layer.grids)}
 
 
 def _content_stat(path: Path) -> tuple[int, float]:
@@ -109,7 +120,8 @@ def open_embedding_cache(path: str | Path, key: dict | None = None) -> Embedding
     except (OSError, ValueError) as error:
         _warn_unreadable(path, error)
         return None
-    if key is not None and {k: manifest.get(k) for k in key} != key:
+    if key is not None and ({k: manifest.get(k) for k in key} != key
+                            or manifest.get("flow_stats") != key.get("flow_stats")):
         return None
     try:
         features = np.load(path / "features.npy", mmap_mode="r")
@@ -166,9 +178,11 @@ def _partial_dir(cache_dir: Path) -> Path:
 
 def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_size: int,
                           cache_dir: str | Path, views: int = 1, batch_frames: int = 256, workers: int | None = None,
-                          progress: bool = True) -> EmbeddingCache:
+                          progress: bool = True, flow_stats=None) -> EmbeddingCache:
     """Decode every clip once (all ``views``), embed its frames in batches of ``batch_frames``, write the cache.
 
+    ``flow_stats`` (a :class:`seqvision.flow.FlowStatistics` or None): its ``[T, F]`` motion
+    descriptors of each view are appended to the embeddings, ``D + F`` numbers per step.
     Decoding runs in a thread pool (OpenCV releases the GIL) ahead of the model calls.
     Clips that cannot be read are logged and stored with length 0 (all-False mask);
     callers drop them.
@@ -180,7 +194,7 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
     from seqvision.video import VideoError
 
     cache_dir = Path(cache_dir)
-    key = cache_key(clips, backbone_id, seq_len, img_size, views)
+    key = cache_key(clips, backbone_id, seq_len, img_size, views, flow_stats_key(flow_stats))
     offsets = view_offsets(views)
     by_path = {str(Path(c.path).resolve()): c for c in clips}
     clips = [by_path[entry["path"]] for entry in key["clips"]]  # row order = manifest order
@@ -189,7 +203,9 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
         shutil.rmtree(stale, ignore_errors=True)
     tmp = _partial_dir(cache_dir)
     tmp.mkdir()
-    dim = int(backbone.output_shape[-1])
+    embedding_dim = int(backbone.output_shape[-1])
+    dim = embedding_dim + (int(flow_stats.compute_output_shape((None, None, img_size, img_size, 3))[-1])
+                           if flow_stats is not None else 0)
     features = allocate_npy(tmp / "features.npy", np.float16, (len(clips), views, seq_len, dim))
     lengths = np.zeros(len(clips), np.int32)
 
@@ -200,7 +216,7 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
             log.warning("skipping %s", error if isinstance(error, VideoError) else f"{clips[index].path}: {error}")
             return index, None, 0
 
-    pending_frames, pending_rows = [], []  # frames [n, S, S, 3]; (clip index, length)  n = views * length
+    pending_frames, pending_rows = [], []  # frames [n, S, S, 3]; (clip index, length, copies, flow statistics)
 
     def flush():
         nonlocal features
@@ -211,8 +227,10 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
         if features.dtype == np.float16 and not fits_float16(embedded):
             features = _widened_to_float32(features, tmp / "features.npy")
         offset = 0
-        for index, length, copies in pending_rows:
-            rows = embedded[offset:offset + copies * length].reshape(copies, length, dim)
+        for index, length, copies, motion in pending_rows:
+            rows = embedded[offset:offset + copies * length].reshape(copies, length, embedding_dim)
+            if motion is not None:
+                rows = np.concatenate([rows, motion], axis=-1)
             features[index, :, :length] = rows  # one embedded view fills every view when they are the same
             offset += copies * length
         pending_frames.clear()
@@ -227,8 +245,10 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
             if length:
                 # A clip of T frames or fewer gives the same frames in every view: embed them once.
                 copies = 1 if all(np.array_equal(frames[0], view) for view in frames[1:]) else views
-                pending_frames.append(frames[:copies, :length].reshape(-1, *frames.shape[2:]))
-                pending_rows.append((index, length, copies))
+                views_frames = frames[:copies, :length]
+                motion = np.asarray(flow_stats(views_frames), np.float32) if flow_stats is not None else None
+                pending_frames.append(views_frames.reshape(-1, *frames.shape[2:]))
+                pending_rows.append((index, length, copies, motion))
                 queued += copies * length
             if queued >= batch_frames:
                 flush()
@@ -283,7 +303,7 @@ def find_covering_cache(key: dict, cache_root: str | Path) -> EmbeddingCache | N
             manifest = read_json(path / "manifest.json")
         except (OSError, ValueError):
             continue
-        if ({k: manifest.get(k) for k in settings} == settings
+        if ({k: manifest.get(k) for k in settings} == settings and manifest.get("flow_stats") == key.get("flow_stats")
                 and wanted <= {json.dumps(entry, sort_keys=True) for entry in manifest.get("clips", [])}):
             cache = open_embedding_cache(path)
             if cache is not None:
@@ -308,13 +328,15 @@ def _build_lock(cache_dir: Path):
 
 
 def get_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_size: int,
-                        cache_root: str | Path | None = None, views: int = 1, **build_options) -> EmbeddingCache:
+                        cache_root: str | Path | None = None, views: int = 1, flow_stats=None,
+                        **build_options) -> EmbeddingCache:
     """Reuse a cache of these clips (or of more) with these settings, or build it.
 
     Rows are in path order: use :meth:`EmbeddingCache.rows_for` to find a clip's row.
-    On reuse, the backbone's weights are set to those stored with the cache.
+    On reuse, the backbone's weights are set to those stored with the cache. ``flow_stats``: see
+    :func:`build_embedding_cache`.
     """
-    key = cache_key(clips, backbone_id, seq_len, img_size, views)
+    key = cache_key(clips, backbone_id, seq_len, img_size, views, flow_stats_key(flow_stats))
     cache_root = cache_root or default_cache_root()
     path = cache_dir_for(key, cache_root)
     cache = open_embedding_cache(path, key) or find_covering_cache(key, cache_root)
@@ -325,7 +347,7 @@ def get_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_si
                 try:
                     with with_path(path):
                         return build_embedding_cache(clips, backbone, backbone_id, seq_len, img_size, path,
-                                                     views, **build_options)
+                                                     views, flow_stats=flow_stats, **build_options)
                 except BaseException:
                     shutil.rmtree(_partial_dir(path), ignore_errors=True)
                     raise

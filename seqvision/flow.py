@@ -101,3 +101,97 @@ def window_mean(images, window: int):
 def flow_channels(scales=FLOW_SCALES) -> int:
     """Channels of :class:`LucasKanadeFlow`'s output."""
     return 2 * len(scales)
+
+
+FLOW_STAT_FIELDS = ("u", "v", "magnitude", "curl", "divergence", "expansion", "rotation")
+
+
+@keras.saving.register_keras_serializable(package="seqvision")
+class FlowStatistics(layers.Layer):
+    """Motion descriptors per step: ``[B, T, S, S, 3]`` 0..255 -> ``[B, T, F]``, F = ``flow_statistics_dim``.
+
+    Frames are average-pooled to about ``size`` px and :class:`LucasKanadeFlow` gives the flow from
+    the previous step at three scales (tanh-coded, -1..1). Per scale and per region (the whole frame
+    and the cells of each ``grids`` g x g grid), the mean of ``FLOW_STAT_FIELDS``: the flow ``u, v``,
+    its magnitude ``|u| + |v|``, curl and divergence (central differences), and its first moments
+    about the region's centre, expansion ``x u + y v`` and rotation ``x v - y u`` (coordinates
+    standardised per region; +x right, +y down). These say which way things move, turn, approach or
+    recede, whatever they look like: what a frozen image embedding hardly shows. No weights; step t
+    depends on steps t and t-1 only, so right padding never changes the real steps.
+    """
+
+    def __init__(self, size: int = 64, grids=(2, 3), **kwargs):
+        super().__init__(**kwargs)
+        self.size = int(size)
+        self.grids = tuple(int(g) for g in grids)
+        self.flow = LucasKanadeFlow(name="lucas_kanade")
+
+    def build(self, input_shape):
+        self.flow.build(input_shape)  # no weights: the flow layer only needs marking as built
+
+    def _pool_factor(self, side: int) -> int:
+        return max(1, side // self.size)
+
+    def _region_matrices(self, height: int, width: int):
+        """``[H*W, R]`` averaging weights per region and the same times each pixel's standardised x and y."""
+        import numpy as np
+
+        cells = [(0, height, 0, width)]
+        for g in self.grids:
+            cells += [(i * height // g, (i + 1) * height // g, j * width // g, (j + 1) * width // g)
+                      for i in range(g) for j in range(g)]
+        ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+        mean_w, x_w, y_w = (np.zeros((height * width, len(cells))) for _ in range(3))
+        for r, (top, bottom, left, right) in enumerate(cells):
+            inside = np.zeros((height, width), bool)
+            inside[top:bottom, left:right] = True
+            count = max(int(inside.sum()), 1)
+            x, y = xs[inside], ys[inside]
+            x = (x - x.mean()) / (x.std() + 1e-6) if x.size else x
+            y = (y - y.mean()) / (y.std() + 1e-6) if y.size else y
+            mean_w[inside.ravel(), r] = 1.0 / count
+            x_w[inside.ravel(), r] = x / count
+            y_w[inside.ravel(), r] = y / count
+        return [ops.convert_to_tensor(m.astype("float32")) for m in (mean_w, x_w, y_w)]
+
+    def call(self, frames):
+        batch, steps = ops.shape(frames)[0], ops.shape(frames)[1]
+        side = frames.shape[2]
+        factor = self._pool_factor(side)
+        if factor > 1:
+            flat = ops.reshape(ops.cast(frames, "float32"), (-1, side, frames.shape[3], 3))
+            pooled = ops.average_pool(flat, factor, factor)
+            frames = ops.reshape(pooled, (batch, steps, pooled.shape[1], pooled.shape[2], 3))
+        coded = ops.cast(self.flow(frames), "float32") / 127.5 - 1.0  # [B, T, h, w, 2K]
+        height, width, channels = coded.shape[2], coded.shape[3], coded.shape[4]
+        mean_w, x_w, y_w = self._region_matrices(height, width)
+        flow = ops.reshape(coded, (-1, height, width, channels))
+        padded = ops.pad(flow, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="symmetric")
+        d_dx = (padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]) / 2
+        d_dy = (padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]) / 2
+        u, v = flow[..., 0::2], flow[..., 1::2]  # [N, h, w, K]
+        curl = d_dx[..., 1::2] - d_dy[..., 0::2]
+        divergence = d_dx[..., 0::2] + d_dy[..., 1::2]
+
+        def pixels(field):
+            return ops.reshape(field, (-1, height * width, channels // 2))
+
+        def region_mean(field, weights):  # [N, h*w, K] x [h*w, R] -> [N, K, R]
+            return ops.einsum("npk,pr->nkr", pixels(field), weights)
+
+        stats = [region_mean(u, mean_w), region_mean(v, mean_w), region_mean(ops.abs(u) + ops.abs(v), mean_w),
+                 region_mean(curl, mean_w), region_mean(divergence, mean_w),
+                 region_mean(u, x_w) + region_mean(v, y_w), region_mean(v, x_w) - region_mean(u, y_w)]
+        stats = ops.stack(stats, axis=-1)  # [N, K, R, 7]
+        return ops.cast(ops.reshape(stats, (batch, steps, -1)), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1], flow_statistics_dim(self.grids))
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "grids": list(self.grids)}
+
+
+def flow_statistics_dim(grids=(2, 3), scales=FLOW_SCALES) -> int:
+    """Length of :class:`FlowStatistics`' vector per step."""
+    return len(scales) * (1 + sum(g * g for g in grids)) * len(FLOW_STAT_FIELDS)

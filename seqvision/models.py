@@ -11,7 +11,7 @@ import keras
 from keras import layers, ops
 
 from seqvision.errors import SeqvisionError
-from seqvision.flow import LucasKanadeFlow
+from seqvision.flow import FlowStatistics, LucasKanadeFlow
 
 
 @keras.saving.register_keras_serializable(package="seqvision")
@@ -247,7 +247,7 @@ def build_video_classifier(backbone: keras.Model, num_classes: int, img_size: in
                            units: int = 128, num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.3,
                            input_dropout: float = 0.0, head: str = "lstm", motion: str = "frames",
                            feature_diff: bool = False, frames_backbone: keras.Model | None = None,
-                           name: str = "video_classifier") -> keras.Model:
+                           flow_stats: bool = False, name: str = "video_classifier") -> keras.Model:
     """``{"frames": [B, T, H, W, 3] in 0..255, "mask": [B, T] bool} -> [B, K]``.
 
     ``FrameEncoder(backbone)`` (a batched ``TimeDistributed``) turns each step into a vector
@@ -257,13 +257,19 @@ def build_video_classifier(backbone: keras.Model, num_classes: int, img_size: in
     vector next to its change since the previous step. ``seq_len=None`` accepts any length.
     ``motion="two_stream"``: ``backbone`` sees the flow and ``frames_backbone`` the frames, each
     stream with its own temporal head, fused by :class:`StreamFusion`; frames are area-downscaled to
-    the side ``frames_backbone`` takes.
+    the side ``frames_backbone`` takes. ``flow_stats``: each step's vector is followed by the
+    frames' motion descriptors (:class:`seqvision.flow.FlowStatistics`, ``[B, T, F]``), as the
+    embedding cache stores them for a frozen backbone.
     """
     frames = keras.Input((seq_len, img_size, img_size, 3), name="frames")
     mask = keras.Input((seq_len,), dtype="bool", name="mask")
     motion_layer = motion_input_layer(motion)
     x = motion_layer(frames) if motion_layer is not None else frames
     features = FrameEncoder(backbone, name="frame_features")(x)
+    if flow_stats:
+        motion_features = FlowStatistics(name="flow_statistics")(frames)
+        features = layers.Concatenate(name="features_and_flow_statistics")(
+            [features, ops.cast(motion_features, features.dtype)])
     probs = _temporal_model(features, mask, num_classes, units, num_layers, bidirectional, dropout, head,
                             feature_diff, input_dropout)
     if motion == "two_stream":

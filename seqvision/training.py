@@ -57,10 +57,13 @@ class VideoTrainConfig:
     appearance_filters: list[int] | None = None  # two_stream: the second CNN's conv widths; None = filters
     appearance_stride: int = 1  # two_stream: stride of the second CNN's first convolution
     feature_diff: bool = True  # per-frame vectors next to their change, before the temporal head
-    weight_decay: float = 1e-4  # AdamW decoupled weight decay
+    flow_stats: bool | None = None  # each embedding next to Lucas-Kanade motion descriptors (flow.FlowStatistics);
+    # None = default_flow_stats(backbone)
+    weight_decay: float = 1e-4  # AdamW decoupled weight decay (cnn, fine-tuning)
+    head_weight_decay: float = 10.0  # frozen backbones: AdamW weight decay of the head trained on cached embeddings
     pooling: str = "grid"  # cnn: "grid" (4x4 cells, keeps where things are) | "gap" (global average)
     filters: list[int] = dataclasses.field(default_factory=lambda: [32, 64, 128, 128])  # cnn conv widths
-    train_views: int = 4  # temporally shifted samplings decoded (and cached) per clip; one per epoch
+    train_views: int = 4  # temporally shifted samplings decoded (and cached) per clip; one per epoch (cached: all)
     flip: bool = False  # mirror images keep the label: only for classes without a side
     flip_pairs: list | None = None  # ["left_x:right_x", …] class names: flip, swapping these labels
     keep: str = "last"  # "last" epoch (end of the cosine schedule) or "best" (lowest validation loss)
@@ -199,6 +202,16 @@ def default_head(backbone: str) -> str:
     return "trend" if backbone_spec(backbone).frozen else "lstm"
 
 
+def default_flow_stats(backbone: str) -> bool:
+    """Whether a backbone's per-frame vectors get motion descriptors (:class:`seqvision.flow.FlowStatistics`)
+    unless told: yes for a frozen pretrained backbone, whose image embeddings hardly change when
+    a scene turns or moves; no for the ``cnn``, which learns from flow itself (``--motion flow``).
+    Chosen on the selection sets of ``bench/generalisation.md`` (see its notes, 2026-12-05)."""
+    from seqvision.backbones import backbone_spec
+
+    return backbone_spec(backbone).frozen
+
+
 def train_video(config: VideoTrainConfig, run_dir: str | Path, overwrite: bool = False) -> dict:
     """Train a frame-backbone + temporal-head classifier on ``config.data_dir``; returns the best record.
 
@@ -229,6 +242,8 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path, overwrite: bool =
     # Lists, as config.json gives them back: a resumed run compares the two.
     config = dataclasses.replace(config, img_size=config.img_size or spec.default_img_size, hub_handle=hub_handle,
                                  head=config.head or default_head(config.backbone),
+                                 flow_stats=default_flow_stats(config.backbone) if config.flow_stats is None
+                                 else config.flow_stats,
                                  filters=list(config.filters),
                                  appearance_filters=list(config.appearance_filters) if config.appearance_filters else None,
                                  flip_pairs=list(config.flip_pairs) if config.flip_pairs else None)
@@ -265,7 +280,8 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
     head_options = dict(units=config.units, num_layers=config.num_layers, bidirectional=config.bidirectional,
                         dropout=config.dropout, head=config.head, feature_diff=config.feature_diff)
     spec = backbone_spec(config.backbone)
-    frame_options = dict(head_options, motion=config.motion if "channels" in spec.options else "frames")
+    frame_options = dict(head_options, motion=config.motion if "channels" in spec.options else "frames",
+                         flow_stats=config.flow_stats)
 
     def frame_datasets():
         cache = resolve_cache(config.cache, len(train_clips) * config.train_views + len(val_clips), config.seq_len,
@@ -370,8 +386,11 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
             return keras.models.load_model(Path(run_dir) / "model.keras"), best
     log.info("the head trains on cached embeddings of unaugmented frames; crop%s augmentation applies only "
              "when frames are fed (cnn backbone, fine-tuning)", " and flip" if config.flip else "")
+    from seqvision.flow import FlowStatistics
+
     cache = get_embedding_cache(train_clips + val_clips, backbone, backbone_identity(config), config.seq_len,
-                                config.img_size, config.cache_dir, views=config.train_views)
+                                config.img_size, config.cache_dir, views=config.train_views,
+                                flow_stats=FlowStatistics() if config.flow_stats else None)
     label_index = {name: i for i, name in enumerate(labels)}
     y = np.array([label_index.get(c["label"], -1) for c in cache.manifest["clips"]], np.int32)
     train_rows, val_rows = (rows[cache.lengths[rows] > 0] for rows in (cache.rows_for(train_clips),
@@ -384,9 +403,10 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
     epochs = config.fine_tune_at if config.fine_tune_at is not None else config.epochs
     head, best = fit_classifier(lambda: build_sequence_classifier(dim, len(labels), "features", **head_options),
                                 train_ds, val_ds, run_dir, max(1, epochs), config.lr, config.patience, strategy,
-                                resuming, phase="head", weight_decay=config.weight_decay, keep=config.keep)
+                                resuming, phase="head", weight_decay=config.head_weight_decay, keep=config.keep)
     with strategy.scope():
-        model = build_video_classifier(backbone, len(labels), config.img_size, **head_options)
+        model = build_video_classifier(backbone, len(labels), config.img_size, flow_stats=config.flow_stats,
+                                       **head_options)
         _copy_head(head, model)
     best = {**best, "phase": "head"}
     if is_chief(strategy):

@@ -120,6 +120,7 @@ def test_mobilenet_run_exports_equal_to_the_run(video_tree, tmp_path):
     out = _export(run, tmp_path / "export")
     signature = _check_files(out, ["frames", "mask"], ["move_left", "move_right"])
     assert signature["run"]["backbone"] == "mobilenet" and signature["run"]["alpha"] == 0.35
+    assert signature["run"]["flow_stats"] is True  # motion descriptors inside the exported model too
     assert not (out / "model.tflite").exists()
 
     frames, mask = _frames_with_padding(np.random.default_rng(1))

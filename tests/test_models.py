@@ -314,3 +314,74 @@ def test_head_trained_on_embeddings_carries_over_to_the_frame_model(head):
     expected = features_model.predict({"features": embeddings, "mask": mask}, verbose=0)
     np.testing.assert_allclose(frame_model.predict({"frames": frames, "mask": mask}, verbose=0), expected, atol=1e-5)
     assert np.abs(expected - 1 / 3).max() > 1e-3  # the copied weights are not a uniform guess
+
+
+def _turning_clip(degrees_per_step=0.0, zoom_per_step=0.0, shift_xy=(0, 0), steps=4, side=64, seed=0):
+    """A blurred random texture turned, zoomed and shifted about the frame centre a little more each
+    step: float32 ``[1, steps, side, side, 3]`` in 0..255."""
+    import cv2
+
+    big = side * 2
+    texture = cv2.GaussianBlur(np.random.default_rng(seed).uniform(0, 255, (big, big)).astype("float32"), (0, 0), 2.0)
+    frames = []
+    for t in range(steps):
+        warp = cv2.getRotationMatrix2D((big / 2, big / 2), degrees_per_step * t, 1.0 + zoom_per_step * t)
+        warp[:, 2] += np.asarray(shift_xy, "float64") * t
+        frames.append(cv2.warpAffine(texture, warp, (big, big))[side // 2:side // 2 + side, side // 2:side // 2 + side])
+    return np.repeat(np.stack(frames)[None, ..., None], 3, axis=-1)
+
+
+def test_flow_statistics_tell_direction_turning_and_approach_and_flip_with_time():
+    from seqvision.flow import FLOW_STAT_FIELDS, FlowStatistics, flow_statistics_dim
+
+    layer = FlowStatistics()
+    fields = {name: i for i, name in enumerate(FLOW_STAT_FIELDS)}
+
+    def whole_frame(clip, field):  # finest scale, whole-frame region, steps after the first
+        stats = np.asarray(layer(clip))
+        assert stats.shape == (1, clip.shape[1], flow_statistics_dim())
+        np.testing.assert_allclose(stats[0, 0], 0.0, atol=1e-6)  # no previous step: no motion
+        return stats[0, 1:, fields[field]]
+
+    for clip, field in ((_turning_clip(shift_xy=(1.5, 0)), "u"), (_turning_clip(shift_xy=(0, 1.5)), "v"),
+                        (_turning_clip(zoom_per_step=0.04), "expansion"), (_turning_clip(degrees_per_step=-4), "rotation")):
+        forward = whole_frame(clip, field)
+        backward = whole_frame(clip[:, ::-1], field)
+        assert (forward > 0.1).all(), (field, forward)  # right, down, approaching, turning clockwise on screen
+        assert (backward < -0.1).all(), (field, backward)  # the same clip backwards: the opposite
+    # A pure shift is not read as turning or approaching.
+    still = whole_frame(_turning_clip(shift_xy=(1.5, 0)), "rotation")
+    assert np.abs(still).max() < 0.1
+
+
+def test_flow_statistics_next_to_embeddings_keep_masks_exact_and_match_the_cache(tmp_path):
+    """The frame model with flow statistics = its head on [embedding, statistics] (what the cache
+    stores), padding changes nothing, and the model saves and loads."""
+    from seqvision.flow import FlowStatistics
+    from seqvision.training import _copy_head
+
+    keras.utils.set_random_seed(11)
+    backbone = build_backbone("cnn", 32, filters=(8,), channels=3, pooling="gap")
+    options = dict(head="trend", feature_diff=True)
+    stats_dim = FlowStatistics().compute_output_shape((None, None, 32, 32, 3))[-1]
+    features_model = build_sequence_classifier(backbone.output_shape[-1] + stats_dim, 3, "features", **options)
+    rng = np.random.default_rng(12)
+    for layer in features_model.layers:
+        layer.set_weights([rng.normal(size=w.shape).astype("float32") if "variance" not in w.path
+                           else rng.uniform(0.5, 2.0, w.shape).astype("float32") for w in layer.weights])
+    frame_model = build_video_classifier(backbone, 3, 32, flow_stats=True, **options)
+    _copy_head(features_model, frame_model)
+    frames = np.concatenate([_turning_clip(degrees_per_step=3, steps=6, side=32),
+                             _turning_clip(shift_xy=(1, 0), steps=6, side=32, seed=1)])
+    embeddings = backbone.predict(frames.reshape(-1, 32, 32, 3), verbose=0).reshape(2, 6, -1)
+    cached = np.concatenate([embeddings, np.asarray(FlowStatistics()(frames))], axis=-1)
+    expected = features_model.predict({"features": cached, "mask": np.ones((2, 6), bool)}, verbose=0)
+    unpadded = frame_model.predict({"frames": frames, "mask": np.ones((2, 6), bool)}, verbose=0)
+    np.testing.assert_allclose(unpadded, expected, atol=1e-4)
+    padded, mask = _padded(frames, 4, 255.0)
+    np.testing.assert_allclose(frame_model.predict({"frames": padded, "mask": mask}, verbose=0), unpadded, atol=1e-5)
+    unmasked = frame_model.predict({"frames": padded, "mask": np.ones_like(mask)}, verbose=0)
+    assert np.abs(unmasked - unpadded).max() > 1e-4  # the mask matters, so the test can fail
+    frame_model.save(tmp_path / "flow_stats.keras")
+    loaded = keras.models.load_model(tmp_path / "flow_stats.keras")
+    np.testing.assert_allclose(loaded.predict({"frames": padded, "mask": mask}, verbose=0), unpadded, atol=1e-5)

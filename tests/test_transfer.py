@@ -189,6 +189,36 @@ def test_embedding_cache_rows_follow_paths_and_a_superset_cache_serves_subsets(t
         whole.rows_for(find_clips(extra))
 
 
+def test_embedding_cache_with_flow_statistics_stores_them_after_the_embeddings(tmp_path):
+    """Each step's row is [embedding, FlowStatistics of the view's frames]; a cache with them never
+    serves a request without them, nor the other way round (a subset request included)."""
+    from seqvision.datasets import load_clip_views
+    from seqvision.flow import FlowStatistics
+    from seqvision.sampling import view_offsets
+
+    data = _write_frame_clips(tmp_path / "frames")
+    clips = find_clips(data)
+    identity = {"name": "cnn"}
+    backbone = CountingBackbone(build_backbone("cnn", IMG, filters=(4, 8), pooling="gap"))
+    stats = FlowStatistics()
+    with_stats = get_embedding_cache(clips, backbone, identity, 4, IMG, tmp_path / "cache", views=2, flow_stats=stats)
+    stats_dim = stats.compute_output_shape((None, None, IMG, IMG, 3))[-1]
+    assert with_stats.features.shape == (6, 2, 4, 8 + stats_dim)
+    row = with_stats.rows_for(clips[:1])[0]
+    views, length = load_clip_views(clips[0].path, 4, IMG, view_offsets(2))
+    expected = np.asarray(stats(views[:, :length].astype("float32")))
+    np.testing.assert_allclose(with_stats.features[row, :, :length, 8:].astype(np.float32), expected, atol=2e-3)
+    assert np.abs(expected[:, 1:]).max() > 0.01  # random frames: the statistics are not all zero
+
+    plain = CountingBackbone(backbone.model)
+    without = get_embedding_cache(clips[:3], plain, identity, 4, IMG, tmp_path / "cache", views=2)
+    assert plain.calls > 0 and without.path != with_stats.path and without.features.shape[-1] == 8
+    again = CountingBackbone(backbone.model)
+    reused = get_embedding_cache(clips[::-1], again, identity, 4, IMG, tmp_path / "cache", views=2,
+                                 flow_stats=FlowStatistics())
+    assert again.calls == 0 and reused.path == with_stats.path
+
+
 def test_a_second_builder_waits_for_the_first_and_reuses_its_cache(tmp_path):
     import threading
 
@@ -228,6 +258,10 @@ def test_train_mobilenet_from_weights_and_hub_then_evaluate(tmp_path, saved_mobi
         assert (run / "model.keras").exists() and (run / "head.keras").exists()
         config = json.loads((run / "config.json").read_text())
         assert config["backbone"] == "mobilenet" and config["head"] == head
+        assert config["flow_stats"] is True  # the default of a frozen backbone
+        from seqvision import load_run
+
+        assert "flow_statistics" in {layer.name for layer in load_run(run).model.layers}
         head_layers = {type(layer).__name__ for layer in keras.models.load_model(run / "head.keras").layers}
         assert ("MaskedTrendPooling" in head_layers) == (head == "trend")
         result = runner.invoke(main, ["evaluate", str(run), str(data), "--json"])
