@@ -267,9 +267,10 @@ VIDEO_BASELINES = ("notebook", "nb_mobilenet", "meanpool_logreg")
 MOBILENET_VARIANTS = {"mobilenet": {}, "mobilenet_lstm": {"head": "lstm"}, "mobilenet_trend": {"head": "trend"},
                       "mobilenet_trend_nofd": {"head": "trend", "feature_diff": False},
                       # the trend head's regularisation (AdamW shrinks weights by lr * weight_decay per step)
-                      # (rows before 2026-12-05 set weight_decay, which the head then used; now head_weight_decay)
-                      "mobilenet_wd1": {"head_weight_decay": 1.0}, "mobilenet_wd10": {"head_weight_decay": 10.0},
-                      "mobilenet_wd_small": {"head_weight_decay": 1e-4},  # the head's weight decay before 2026-12-05
+                      "mobilenet_wd1": {"weight_decay": 1.0}, "mobilenet_wd10": {"weight_decay": 10.0},
+                      # rows of 0d70ec9, whose head had its own weight decay (10 by default): this one is 1e-4, the
+                      # default again since (the two tied on the selection sets)
+                      "mobilenet_wd_small": {"weight_decay": 1e-4},
                       "mobilenet_drop6": {"dropout": 0.6},
                       # without the Lucas-Kanade motion descriptors next to the embeddings (the default before
                       # 2026-12-05: the same settings as mobilenet_trend)

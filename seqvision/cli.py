@@ -116,9 +116,6 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
               "[default: on with a frozen pretrained backbone, off with cnn]")
 @click.option("--weight-decay", type=click.FloatRange(0), default=1e-4, show_default=True,
               help="AdamW decoupled weight decay; 0 = plain Adam.")
-@click.option("--head-weight-decay", type=click.FloatRange(0), default=10.0, show_default=True,
-              help="Frozen backbones: AdamW weight decay of the head while it trains on cached embeddings (a "
-              "strong pull towards small weights: a linear head on a few hundred clips; see bench/generalisation.md).")
 @click.option("--train-views", type=click.IntRange(1), default=4, show_default=True,
               help="Temporally shifted samplings decoded (and cached) per clip; training takes one per epoch (a head "
               "on cached embeddings: all of them).")

@@ -59,8 +59,7 @@ class VideoTrainConfig:
     feature_diff: bool = True  # per-frame vectors next to their change, before the temporal head
     flow_stats: bool | None = None  # each embedding next to Lucas-Kanade motion descriptors (flow.FlowStatistics);
     # None = default_flow_stats(backbone)
-    weight_decay: float = 1e-4  # AdamW decoupled weight decay (cnn, fine-tuning)
-    head_weight_decay: float = 10.0  # frozen backbones: AdamW weight decay of the head trained on cached embeddings
+    weight_decay: float = 1e-4  # AdamW decoupled weight decay
     pooling: str = "grid"  # cnn: "grid" (4x4 cells, keeps where things are) | "gap" (global average)
     filters: list[int] = dataclasses.field(default_factory=lambda: [32, 64, 128, 128])  # cnn conv widths
     train_views: int = 4  # temporally shifted samplings decoded (and cached) per clip; one per epoch (cached: all)
@@ -403,7 +402,7 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
     epochs = config.fine_tune_at if config.fine_tune_at is not None else config.epochs
     head, best = fit_classifier(lambda: build_sequence_classifier(dim, len(labels), "features", **head_options),
                                 train_ds, val_ds, run_dir, max(1, epochs), config.lr, config.patience, strategy,
-                                resuming, phase="head", weight_decay=config.head_weight_decay, keep=config.keep)
+                                resuming, phase="head", weight_decay=config.weight_decay, keep=config.keep)
     with strategy.scope():
         model = build_video_classifier(backbone, len(labels), config.img_size, flow_stats=config.flow_stats,
                                        **head_options)
