@@ -16,6 +16,9 @@ other and of ``seqvision.demo``, see ``bench/generators/``):
     particles   report  particle clouds gathering / scattering, strokes painted / erased
     real        report  real footage from ../shared/data: forward vs time-reversed windows,
                         all windows of one source video on one side of the split
+    real_s1     report  the same windows' source videos split another way (generator seed 1, 2;
+    real_s2             "real" is seed 0): 5 test sources per split, so three splits measure
+                        the task on more than one draw of test videos
     skel_synth  select  seqvision's skeleton generator (time-reversed pairs)
     skel_sides  report  side-specific classes (raise left vs right arm, ...)
     skel_daily  report  everyday actions with time-reversed pairs, two persons
@@ -38,7 +41,11 @@ Masking + LSTM(64)), ``meanpool_logreg`` (mean feature + logistic regression), `
 (``seqvision train --backbone mobilenet --weights FILE``, its defaults) and one change to it:
 ``mobilenet_lstm`` / ``mobilenet_trend`` (``--head lstm`` / ``--head trend``), ``mobilenet_trend_nofd``
 (``--head trend --no-feature-diff``), ``mobilenet_noflow`` (``--no-flow-stats``: the embeddings alone, the
-default before 2026-12-05; ``mobilenet_trend`` rows ran before motion descriptors existed, so the same). Skeletons:
+default before 2026-12-05; ``mobilenet_trend`` rows ran before motion descriptors existed, so the same),
+``mobilenet_noval`` / ``mobilenet_noval_wd10`` (``--val-split 0``, with weight decay 10), ``mobilenet_epochs60``,
+``mobilenet_t32`` (32 sampled steps), ``mobilenet_views8`` (8 cached views per clip), ``mobilenet_norefit``
+(``--no-refit``: the head of the run with validation clips held out, the default before the refit). The flow
+CNN with those motion descriptors next to its features: ``flow_stats`` / ``flow_stats_trend``. Skeletons:
 ``defaults`` and one-change ablations: ``flip`` (the old default: mirror without changing
 labels), ``one_centre`` (every person normalised by the first one's body), ``keep_best``
 (early stopping on the validation loss), ``weight_decay``, ``unidirectional``, ``epochs100``.
@@ -75,7 +82,7 @@ RESULTS = HERE / "generalisation_results.jsonl"
 TABLE = HERE / "generalisation.md"
 
 VIDEO_SETS = {"demo": "select", "rotation": "select", "appear": "select", "handheld": "report", "particles": "report",
-              "real": "report"}
+              "real": "report", "real_s1": "report", "real_s2": "report"}
 SKELETON_SETS = {"skel_synth": "select", "skel_sides": "report", "skel_daily": "report"}
 SIDE_PAIRS = None  # skel_sides: no flip pairs are passed to the defaults; the default must be safe alone
 
@@ -98,6 +105,9 @@ VIDEO_VARIANTS = {
     "bidir": {"bidirectional": True},  # rows of 0662172, before this was the default
     "unidirectional": {"bidirectional": False},
     "no_val": {"val_split": 0.0},
+    # the frozen-backbone motion descriptors (flow.FlowStatistics) next to the flow CNN's features
+    "flow_stats": {"flow_stats": True},
+    "flow_stats_trend": {"flow_stats": True, "head": "trend"},
     # Rows of the branch twostream (code not on main): one CNN per stream, frames pooled to the flow's
     # side (two_stream), or a flow CNN at half the side + a frames CNN at the full side (two_stream64).
 }
@@ -125,10 +135,11 @@ def make_video_set(name: str, work: Path) -> Path:
 
         make_demo_videos(root / "train", clips_per_class=30, groups_per_class=6, first_group=1, seed=0)
         make_demo_videos(root / "test", clips_per_class=10, groups_per_class=2, first_group=7, seed=1000)
-    elif name == "real":
+    elif name.startswith("real"):
         if not (SHARED / "data").is_dir():
             raise FileNotFoundError(f"{SHARED / 'data'} is missing: the real-footage set needs it")
-        _load_generator("real_reversal").make_dataset(root, seed=0, shared_data=str(SHARED / "data"))
+        split_seed = 0 if name == "real" else int(name.removeprefix("real_s"))
+        _load_generator("real_reversal").make_dataset(root, seed=split_seed, shared_data=str(SHARED / "data"))
     else:
         module = {"rotation": "video_rotation", "appear": "video_appear", "handheld": "video_handheld", "particles": "video_particles"}[name]
         _load_generator(module).make_dataset(root, seed=0)
@@ -274,7 +285,16 @@ MOBILENET_VARIANTS = {"mobilenet": {}, "mobilenet_lstm": {"head": "lstm"}, "mobi
                       "mobilenet_drop6": {"dropout": 0.6},
                       # without the Lucas-Kanade motion descriptors next to the embeddings (the default before
                       # 2026-12-05: the same settings as mobilenet_trend)
-                      "mobilenet_noflow": {"flow_stats": False}}
+                      "mobilenet_noflow": {"flow_stats": False},
+                      # no validation group held out (the head keeps its last epoch anyway), and longer training
+                      # the head kept from the run with validation clips held out (the default before the refit)
+                      "mobilenet_norefit": {"refit": False},
+                      "mobilenet_noval": {"val_split": 0.0},
+                      "mobilenet_noval_wd10": {"val_split": 0.0, "weight_decay": 10.0},
+                      "mobilenet_epochs60": {"epochs": 60},
+                      # more sampled steps per clip (smaller motions between them for the flow statistics), and
+                      # more cached temporal views per training clip
+                      "mobilenet_t32": {"seq_len": 32}, "mobilenet_views8": {"train_views": 8}}
 
 
 def run_one(dataset: str, method: str, seed: int, work: Path) -> dict:

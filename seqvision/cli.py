@@ -116,6 +116,10 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
               "[default: on with a frozen pretrained backbone, off with cnn]")
 @click.option("--weight-decay", type=click.FloatRange(0), default=1e-4, show_default=True,
               help="AdamW decoupled weight decay; 0 = plain Adam.")
+@click.option("--refit/--no-refit", default=True, show_default=True,
+              help="A head on cached embeddings (frozen backbone, no --fine-tune-at): once the run with validation "
+              "has reported, train it again on training + validation clips and keep that head (its validation "
+              "figures then stay those of the first run).")
 @click.option("--train-views", type=click.IntRange(1), default=4, show_default=True,
               help="Temporally shifted samplings decoded (and cached) per clip; training takes one per epoch (a head "
               "on cached embeddings: all of them).")

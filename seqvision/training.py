@@ -60,6 +60,8 @@ class VideoTrainConfig:
     flow_stats: bool | None = None  # each embedding next to Lucas-Kanade motion descriptors (flow.FlowStatistics);
     # None = default_flow_stats(backbone)
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
+    refit: bool = True  # head on cached embeddings, no fine-tuning: after the run with validation, train it again
+    # on training + validation clips (its epochs; under keep="best" the best one's) and keep that head
     pooling: str = "grid"  # cnn: "grid" (4x4 cells, keeps where things are) | "gap" (global average)
     filters: list[int] = dataclasses.field(default_factory=lambda: [32, 64, 128, 128])  # cnn conv widths
     train_views: int = 4  # temporally shifted samplings decoded (and cached) per clip; one per epoch (cached: all)
@@ -400,9 +402,24 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
     val_ds = make_feature_dataset(cache.features, cache.masks, y, val_rows, global_batch) if len(val_rows) else None
     dim = cache.features.shape[-1]
     epochs = config.fine_tune_at if config.fine_tune_at is not None else config.epochs
-    head, best = fit_classifier(lambda: build_sequence_classifier(dim, len(labels), "features", **head_options),
-                                train_ds, val_ds, run_dir, max(1, epochs), config.lr, config.patience, strategy,
-                                resuming, phase="head", weight_decay=config.weight_decay, keep=config.keep)
+
+    def build_head():
+        return build_sequence_classifier(dim, len(labels), "features", **head_options)
+
+    refit = config.refit and len(val_rows) > 0 and config.fine_tune_at is None
+    validated = refit and resuming and best_path.exists() and read_json(best_path).get("phase") == "head_validation"
+    if validated:
+        best = {k: v for k, v in read_json(best_path).items() if k != "phase"}
+        log.info("the head's validation run already finished in %s; refitting", run_dir)
+    else:
+        head, best = fit_classifier(build_head, train_ds, val_ds, run_dir, max(1, epochs), config.lr,
+                                    config.patience, strategy, resuming, phase="head",
+                                    weight_decay=config.weight_decay, keep=config.keep)
+        if refit and is_chief(strategy):
+            atomic_write_json(best_path, {**best, "phase": "head_validation"})
+    if refit:
+        head, best = _refit_head(config, build_head, cache, y, np.concatenate([train_rows, val_rows]), best,
+                                 run_dir, strategy, resuming)
     with strategy.scope():
         model = build_video_classifier(backbone, len(labels), config.img_size, flow_stats=config.flow_stats,
                                        **head_options)
@@ -412,6 +429,29 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
         save_model_atomic(model, run_dir / "model.keras")
         atomic_write_json(run_dir / "best.json", best)
     return model, best
+
+
+def _refit_head(config, build_head, cache, y, rows, best: dict, run_dir, strategy, resuming):
+    """Train a fresh head on the cached ``rows`` (training + validation clips) for the epochs the
+    validation run kept; returns ``(head, best)`` with ``best`` still holding the validation figures
+    and a ``"refit"`` record. A few hundred clips make the held-out share worth having back once
+    the validation run has reported (bench/generalisation_notes.md, 2026-12-05)."""
+    from seqvision.datasets import make_feature_dataset
+    from seqvision.evaluation import plot_training_curves
+
+    epochs = int(best["epoch"]) if config.keep == "best" else max(1, config.epochs)
+    log.info("refitting the head on %d training + validation clips for %d epochs (the validation figures are "
+             "those of the run above; --no-refit keeps its head)", len(rows), epochs)
+    global_batch = config.batch_size * strategy.num_replicas_in_sync
+    all_ds = make_feature_dataset(cache.features, cache.masks, y, rows, global_batch, training=True,
+                                  seed=config.seed)
+    head, refit = fit_classifier(build_head, all_ds, None, run_dir, epochs, config.lr, config.patience, strategy,
+                                 resuming, phase="head_refit", weight_decay=config.weight_decay, keep="last")
+    history = Path(run_dir) / "history_head.csv"
+    if history.exists():  # the run's curves stay those with validation
+        plot_training_curves(history, Path(run_dir) / "training_curves.png")
+    record = {k: v for k, v in refit.items() if k != "score"}
+    return head, {**best, "refit": {**record, "clips": int(len(rows))}}
 
 
 def _copy_head(head: keras.Model, model: keras.Model) -> None:

@@ -249,9 +249,10 @@ def test_train_mobilenet_from_weights_and_hub_then_evaluate(tmp_path, saved_mobi
     common = ["--backbone", "mobilenet", "--img-size", str(IMG), "--seq-len", "4", "--epochs", "2",
               "--batch-size", "4", "--val-split", "0.2"]
     # the default head of a frozen backbone (trend), and the LSTM asked for by name
-    for name, source, head in (("weights", ["--weights", "none"], "trend"),
-                               ("hub", ["--hub-handle", str(saved_mobilenet / "hub_savedmodel"), "--head", "lstm"],
-                                "lstm")):
+    # the refit default (head trained again on training + validation clips), and --no-refit
+    for name, source, head, refit in (("weights", ["--weights", "none"], "trend", True),
+                                      ("hub", ["--hub-handle", str(saved_mobilenet / "hub_savedmodel"), "--head",
+                                               "lstm", "--no-refit"], "lstm", False)):
         run = tmp_path / f"run_{name}"
         result = runner.invoke(main, ["train", str(data), "--out", str(run), *common, *source])
         assert result.exit_code == 0, result.output
@@ -261,7 +262,20 @@ def test_train_mobilenet_from_weights_and_hub_then_evaluate(tmp_path, saved_mobi
         assert config["flow_stats"] is True  # the default of a frozen backbone
         from seqvision import load_run
 
-        assert "flow_statistics" in {layer.name for layer in load_run(run).model.layers}
+        model = load_run(run).model
+        assert "flow_statistics" in {layer.name for layer in model.layers}
+        best = json.loads((run / "best.json").read_text())
+        assert "val_loss" in best  # the figures of the run that held clips out
+        validated = _head_weights(keras.models.load_model(run / "head.keras"))
+        if refit:
+            assert best["refit"]["clips"] == 10 and "val_loss" not in best["refit"]  # every clip, none held out
+            refitted = _head_weights(keras.models.load_model(run / "head_refit.keras"))
+            assert _same_weights(_head_weights(model, refitted), refitted)
+            assert not _same_weights(refitted, validated)
+            assert len((run / "history_head_refit.csv").read_text().splitlines()) == 1 + 2  # header + epochs
+        else:
+            assert "refit" not in best and not (run / "head_refit.keras").exists()
+            assert _same_weights(_head_weights(model, validated), validated)
         head_layers = {type(layer).__name__ for layer in keras.models.load_model(run / "head.keras").layers}
         assert ("MaskedTrendPooling" in head_layers) == (head == "trend")
         result = runner.invoke(main, ["evaluate", str(run), str(data), "--json"])
@@ -281,6 +295,59 @@ def test_train_mobilenet_from_weights_and_hub_then_evaluate(tmp_path, saved_mobi
                                   "--hub-handle", str(saved_mobilenet / "hub_savedmodel")])
     assert result.exit_code == 0, result.output
     assert caches_on_disk() == before
+
+
+def _head_weights(model, like=None) -> dict:
+    """``{layer name: weights}`` of ``model``'s layers that have weights (only those named in ``like``)."""
+    names = like.keys() if like is not None else [layer.name for layer in model.layers if layer.weights]
+    return {name: model.get_layer(name).get_weights() for name in names}
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(len(a[k]) == len(b[k]) and all(np.array_equal(x, y) for x, y in
+                                                                         zip(a[k], b[k])) for k in a)
+
+
+def test_refit_resumes_after_the_validation_run_without_repeating_it(tmp_path, monkeypatch):
+    import seqvision.training as training
+
+    monkeypatch.setenv("SEQVISION_CACHE_DIR", str(tmp_path / "cache"))
+    data = _write_frame_clips(tmp_path / "frames", clips_per_label=5)
+    run = tmp_path / "run"
+    config = training.VideoTrainConfig(data_dir=str(data), backbone="mobilenet", weights="none", img_size=IMG,
+                                       seq_len=4, epochs=2, batch_size=4, units=8)
+
+    class Killed(Exception):
+        pass
+
+    fit = training.fit_classifier
+    phases = []
+
+    def killed_at_refit(*args, phase="", **kwargs):
+        phases.append(phase)
+        if phase == "head_refit":  # what a kill after a refit epoch leaves behind: a backup
+            (run / "backup_head_refit").mkdir()
+            (run / "backup_head_refit" / "training_metadata.json.tmp").write_text("{}")
+            raise Killed()
+        return fit(*args, phase=phase, **kwargs)
+
+    monkeypatch.setattr(training, "fit_classifier", killed_at_refit)
+    with pytest.raises(Killed):
+        training.train_video(config, run)
+    assert phases == ["head", "head_refit"]
+    assert json.loads((run / "best.json").read_text())["phase"] == "head_validation"
+    history = (run / "history_head.csv").read_text()
+
+    def counted(*args, phase="", **kwargs):
+        phases.append(phase)
+        return fit(*args, phase=phase, **kwargs)
+
+    phases.clear()
+    monkeypatch.setattr(training, "fit_classifier", counted)
+    best = training.train_video(config, run)
+    assert phases == ["head_refit"]  # the validation run is not repeated
+    assert best["phase"] == "head" and best["refit"]["clips"] == 10 and "val_loss" in best
+    assert (run / "history_head.csv").read_text() == history
 
 
 @pytest.mark.slow
