@@ -292,6 +292,11 @@ MOBILENET_VARIANTS = {"mobilenet": {}, "mobilenet_lstm": {"head": "lstm"}, "mobi
                       "mobilenet_noval": {"val_split": 0.0},
                       "mobilenet_noval_wd10": {"val_split": 0.0, "weight_decay": 10.0},
                       "mobilenet_epochs60": {"epochs": 60},
+                      # an L1 penalty on the head's output weights: a few of the ~9000 pooled inputs (e.g. one
+                      # region's mean rotation of the flow) carry the order, the rest mostly tell scenes apart
+                      "mobilenet_l1_1e-3": {"head_l1": 1e-3}, "mobilenet_l1_3e-3": {"head_l1": 3e-3},
+                      "mobilenet_l1_1e-2": {"head_l1": 1e-2}, "mobilenet_l1_3e-2": {"head_l1": 3e-2},
+                      "mobilenet_l1_1e-1": {"head_l1": 1e-1},
                       # more sampled steps per clip (smaller motions between them for the flow statistics), and
                       # more cached temporal views per training clip
                       "mobilenet_t32": {"seq_len": 32}, "mobilenet_views8": {"train_views": 8}}

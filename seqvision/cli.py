@@ -116,6 +116,9 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
               "[default: on with a frozen pretrained backbone, off with cnn]")
 @click.option("--weight-decay", type=click.FloatRange(0), default=1e-4, show_default=True,
               help="AdamW decoupled weight decay; 0 = plain Adam.")
+@click.option("--head-l1", type=click.FloatRange(0),
+              help="L1 penalty on the temporal head's output weights: the head leans on few of its inputs. "
+              "[default: 3e-2 with a frozen pretrained backbone, 0 with cnn]")
 @click.option("--refit/--no-refit", default=True, show_default=True,
               help="A head on cached embeddings (frozen backbone, no --fine-tune-at): once the run with validation "
               "has reported, train it again on training + validation clips and keep that head (its validation "

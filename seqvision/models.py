@@ -103,7 +103,7 @@ class MaskedTrendPooling(layers.Layer):
 
 
 def masked_lstm_head(sequence, mask, num_classes: int, units: int = 128, num_layers: int = 1,
-                     bidirectional: bool = False, dropout: float = 0.3, name: str = "head"):
+                     bidirectional: bool = False, dropout: float = 0.3, name: str = "head", l1: float = 0.0):
     """Apply stacked (Bi)LSTMs to ``sequence [B, T, D]`` under ``mask [B, T]`` bool.
 
     Returns class probabilities ``[B, num_classes]`` (float32 even under mixed precision).
@@ -117,22 +117,22 @@ def masked_lstm_head(sequence, mask, num_classes: int, units: int = 128, num_lay
         if bidirectional:
             lstm = layers.Bidirectional(lstm, name=f"{name}_bilstm{i}")
         x = lstm(x, mask=mask)
-    return _class_probabilities(x, num_classes, dropout, name)
+    return _class_probabilities(x, num_classes, dropout, name, l1)
 
 
 def masked_mean_head(sequence, mask, num_classes: int, units: int = 128, num_layers: int = 1,
-                     bidirectional: bool = False, dropout: float = 0.3, name: str = "head"):
+                     bidirectional: bool = False, dropout: float = 0.3, name: str = "head", l1: float = 0.0):
     """Order-free baseline: average ``sequence [B, T, D]`` over valid steps, then an MLP.
 
     Same signature as ``masked_lstm_head`` (``num_layers`` and ``bidirectional`` unused).
     """
     x = layers.GlobalAveragePooling1D(name=f"{name}_masked_mean")(sequence, mask=mask)
     x = layers.Dense(units, activation="relu", name=f"{name}_dense")(x)
-    return _class_probabilities(x, num_classes, dropout, name)
+    return _class_probabilities(x, num_classes, dropout, name, l1)
 
 
 def masked_trend_head(sequence, mask, num_classes: int, units: int = 128, num_layers: int = 1,
-                      bidirectional: bool = False, dropout: float = 0.3, name: str = "head"):
+                      bidirectional: bool = False, dropout: float = 0.3, name: str = "head", l1: float = 0.0):
     """Linear classifier on :class:`MaskedTrendPooling` of ``sequence [B, T, D]`` (mean, time trend,
     mean change), standardised by BatchNorm: few weights, so it suits a frozen backbone and a few
     hundred clips. Same signature as ``masked_lstm_head`` (``units``, ``num_layers`` and
@@ -140,13 +140,16 @@ def masked_trend_head(sequence, mask, num_classes: int, units: int = 128, num_la
     """
     x = MaskedTrendPooling(name=f"{name}_trend")(sequence, mask=mask)
     x = layers.BatchNormalization(name=f"{name}_standardise")(x)
-    return _class_probabilities(x, num_classes, dropout, name)
+    return _class_probabilities(x, num_classes, dropout, name, l1)
 
 
-def _class_probabilities(x, num_classes: int, dropout: float, name: str):
-    """Dropout, then softmax probabilities ``[B, num_classes]`` in float32 (also under mixed precision)."""
+def _class_probabilities(x, num_classes: int, dropout: float, name: str, l1: float = 0.0):
+    """Dropout, then softmax probabilities ``[B, num_classes]`` in float32 (also under mixed precision);
+    ``l1`` > 0 adds ``l1 * sum |w|`` of the output weights to the loss (few inputs used, many near 0)."""
     x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
-    return layers.Dense(num_classes, activation="softmax", dtype="float32", name=f"{name}_probs")(x)
+    penalty = keras.regularizers.L1(l1) if l1 else None
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", kernel_regularizer=penalty,
+                        name=f"{name}_probs")(x)
 
 
 TEMPORAL_HEADS = {"lstm": masked_lstm_head, "mean": masked_mean_head, "trend": masked_trend_head}
@@ -162,7 +165,7 @@ def temporal_head(head: str):
 def build_sequence_classifier(feature_dim: int, num_classes: int, input_name: str = "features",
                               seq_len: int | None = None, units: int = 128, num_layers: int = 1,
                               bidirectional: bool = False, dropout: float = 0.3, input_dropout: float = 0.0,
-                              head: str = "lstm", feature_diff: bool = False,
+                              head: str = "lstm", feature_diff: bool = False, l1: float = 0.0,
                               name: str = "sequence_classifier") -> keras.Model:
     """Classifier over per-step vectors: ``{input_name: [B, T, D], "mask": [B, T]} -> [B, K]``.
 
@@ -174,17 +177,18 @@ def build_sequence_classifier(feature_dim: int, num_classes: int, input_name: st
     features = keras.Input((seq_len, feature_dim), name=input_name)
     mask = keras.Input((seq_len,), dtype="bool", name="mask")
     probs = _temporal_model(features, mask, num_classes, units, num_layers, bidirectional, dropout, head,
-                            feature_diff, input_dropout)
+                            feature_diff, input_dropout, l1=l1)
     return keras.Model({input_name: features, "mask": mask}, probs, name=name)
 
 
 def _temporal_model(sequence, mask, num_classes, units, num_layers, bidirectional, dropout, head,
-                    feature_diff, input_dropout=0.0, prefix: str = ""):
+                    feature_diff, input_dropout=0.0, prefix: str = "", l1: float = 0.0):
     """``[B, T, D]`` under ``mask`` -> probabilities; the layers the video and feature models share by name
     (``prefix`` names a second stream's own layers)."""
     x = TemporalDifference(name=f"{prefix}feature_diff")(sequence) if feature_diff else sequence
     x = layers.Dropout(input_dropout, name=f"{prefix}input_dropout")(x) if input_dropout else x
-    return temporal_head(head)(x, mask, num_classes, units, num_layers, bidirectional, dropout, name=f"{prefix}head")
+    return temporal_head(head)(x, mask, num_classes, units, num_layers, bidirectional, dropout, name=f"{prefix}head",
+                               l1=l1)
 
 
 @keras.saving.register_keras_serializable(package="seqvision")
@@ -247,7 +251,7 @@ def build_video_classifier(backbone: keras.Model, num_classes: int, img_size: in
                            units: int = 128, num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.3,
                            input_dropout: float = 0.0, head: str = "lstm", motion: str = "frames",
                            feature_diff: bool = False, frames_backbone: keras.Model | None = None,
-                           flow_stats: bool = False, name: str = "video_classifier") -> keras.Model:
+                           flow_stats: bool = False, l1: float = 0.0, name: str = "video_classifier") -> keras.Model:
     """``{"frames": [B, T, H, W, 3] in 0..255, "mask": [B, T] bool} -> [B, K]``.
 
     ``FrameEncoder(backbone)`` (a batched ``TimeDistributed``) turns each step into a vector
@@ -271,7 +275,7 @@ def build_video_classifier(backbone: keras.Model, num_classes: int, img_size: in
         features = layers.Concatenate(name="features_and_flow_statistics")(
             [features, ops.cast(motion_features, features.dtype)])
     probs = _temporal_model(features, mask, num_classes, units, num_layers, bidirectional, dropout, head,
-                            feature_diff, input_dropout)
+                            feature_diff, input_dropout, l1=l1)
     if motion == "two_stream":
         if frames_backbone is None:
             raise SeqvisionError("motion 'two_stream' needs frames_backbone: the CNN that sees the frames")
@@ -279,6 +283,6 @@ def build_video_classifier(backbone: keras.Model, num_classes: int, img_size: in
         appearance = layers.AveragePooling3D((1, shrink, shrink), name="appearance_pool")(frames) if shrink > 1 else frames
         appearance = FrameEncoder(frames_backbone, name="appearance_features")(appearance)
         appearance_probs = _temporal_model(appearance, mask, num_classes, units, num_layers, bidirectional, dropout,
-                                           head, feature_diff, input_dropout, prefix="appearance_")
+                                           head, feature_diff, input_dropout, prefix="appearance_", l1=l1)
         probs = StreamFusion(2, dtype="float32", name="stream_fusion")([probs, appearance_probs])
     return keras.Model({"frames": frames, "mask": mask}, probs, name=name)

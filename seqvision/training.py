@@ -60,6 +60,7 @@ class VideoTrainConfig:
     flow_stats: bool | None = None  # each embedding next to Lucas-Kanade motion descriptors (flow.FlowStatistics);
     # None = default_flow_stats(backbone)
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
+    head_l1: float | None = None  # L1 penalty on the temporal head's output weights; None = default_head_l1(backbone)
     refit: bool = True  # head on cached embeddings, no fine-tuning: after the run with validation, train it again
     # on training + validation clips (its epochs; under keep="best" the best one's) and keep that head
     pooling: str = "grid"  # cnn: "grid" (4x4 cells, keeps where things are) | "gap" (global average)
@@ -213,6 +214,16 @@ def default_flow_stats(backbone: str) -> bool:
     return backbone_spec(backbone).frozen
 
 
+def default_head_l1(backbone: str) -> float:
+    """The L1 penalty on the temporal head's output weights unless told: 3e-2 on a frozen pretrained
+    backbone, whose linear head sees thousands of pooled inputs from a few hundred clips, most of
+    them telling scenes apart rather than classes; none for the ``cnn``, which learns its features.
+    Chosen on the selection sets of ``bench/generalisation.md`` (see its notes, 2026-12-05, L1)."""
+    from seqvision.backbones import backbone_spec
+
+    return 3e-2 if backbone_spec(backbone).frozen else 0.0
+
+
 def train_video(config: VideoTrainConfig, run_dir: str | Path, overwrite: bool = False) -> dict:
     """Train a frame-backbone + temporal-head classifier on ``config.data_dir``; returns the best record.
 
@@ -245,6 +256,8 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path, overwrite: bool =
                                  head=config.head or default_head(config.backbone),
                                  flow_stats=default_flow_stats(config.backbone) if config.flow_stats is None
                                  else config.flow_stats,
+                                 head_l1=default_head_l1(config.backbone) if config.head_l1 is None
+                                 else config.head_l1,
                                  filters=list(config.filters),
                                  appearance_filters=list(config.appearance_filters) if config.appearance_filters else None,
                                  flip_pairs=list(config.flip_pairs) if config.flip_pairs else None)
@@ -279,7 +292,8 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     steps_per_epoch = -(-len(train_clips) // global_batch)  # frame datasets skip unreadable clips: length unknown
     head_options = dict(units=config.units, num_layers=config.num_layers, bidirectional=config.bidirectional,
-                        dropout=config.dropout, head=config.head, feature_diff=config.feature_diff)
+                        dropout=config.dropout, head=config.head, feature_diff=config.feature_diff,
+                        l1=config.head_l1)
     spec = backbone_spec(config.backbone)
     frame_options = dict(head_options, motion=config.motion if "channels" in spec.options else "frames",
                          flow_stats=config.flow_stats)

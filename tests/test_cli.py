@@ -66,6 +66,7 @@ def test_train_evaluate_predict_from_videos(video_tree, tmp_path):
         assert (run / name).exists(), name
     assert json.loads((run / "labels.json").read_text()) == ["move_left", "move_right"]
     assert json.loads((run / "config.json").read_text())["head"] == "lstm"  # the cnn's default head, resolved
+    assert json.loads((run / "config.json").read_text())["head_l1"] == 0.0  # no L1 on the cnn's head
 
     result = _runner().invoke(main, ["evaluate", str(run), str(video_tree), "--json"])
     assert result.exit_code == 0, result.output

@@ -14,6 +14,7 @@ from seqvision.cli import main
 from seqvision.datasets import find_clips
 from seqvision.embeddings import cache_dir_for, cache_key, get_embedding_cache, open_embedding_cache
 from seqvision.sampling import sample_uniform_indices
+from seqvision.training import default_head_l1
 
 IMG = 32
 
@@ -252,7 +253,7 @@ def test_train_mobilenet_from_weights_and_hub_then_evaluate(tmp_path, saved_mobi
     # the refit default (head trained again on training + validation clips), and --no-refit
     for name, source, head, refit in (("weights", ["--weights", "none"], "trend", True),
                                       ("hub", ["--hub-handle", str(saved_mobilenet / "hub_savedmodel"), "--head",
-                                               "lstm", "--no-refit"], "lstm", False)):
+                                               "lstm", "--no-refit", "--head-l1", "0"], "lstm", False)):
         run = tmp_path / f"run_{name}"
         result = runner.invoke(main, ["train", str(data), "--out", str(run), *common, *source])
         assert result.exit_code == 0, result.output
@@ -260,6 +261,8 @@ def test_train_mobilenet_from_weights_and_hub_then_evaluate(tmp_path, saved_mobi
         config = json.loads((run / "config.json").read_text())
         assert config["backbone"] == "mobilenet" and config["head"] == head
         assert config["flow_stats"] is True  # the default of a frozen backbone
+        assert config["head_l1"] == (default_head_l1("mobilenet") if refit else 0.0)
+        assert len(keras.models.load_model(run / "head.keras").losses) == (1 if refit else 0)  # the L1 penalty
         from seqvision import load_run
 
         model = load_run(run).model
