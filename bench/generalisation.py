@@ -352,8 +352,8 @@ def write_table(results: list[dict]) -> None:
     order = {name: i for i, name in enumerate([*VIDEO_SETS, *SKELETON_SETS])}
     lines = ["# Generalisation table", "",
              "Test accuracy on held-out groups (`python bench/generalisation.py`); role `select` = used to choose "
-             "the defaults, `report` = measured only. Mean over seeds, then each seed; `views4` = `evaluate "
-             "--views 4`; train time on 2 CPU cores (other jobs may have shared them). A method other than "
+             "the defaults, `report` = measured only. Mean over seeds, then each seed; accuracy = `evaluate --views 1`, "
+             "`views4` = `evaluate --views 4` (the default from 2026-12-06); train time on 2 CPU cores (other jobs may have shared them). A method other than "
              "`defaults` is one change to the defaults of the commit it ran on (see `generalisation_notes.md`).", "",
              "| dataset | role | method | accuracy (mean) | seeds | views4 (mean) | train s (mean) | commit |",
              "|---|---|---|---|---|---|---|---|"]

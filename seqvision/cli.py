@@ -246,7 +246,7 @@ def _echo_metrics(metrics: dict, as_json: bool) -> None:
 @click.option("--split", help="Skeleton runs: split of the pickle to evaluate on [default: test1].")
 @click.option("--batch-size", type=click.IntRange(1))
 @click.option("--views", type=click.IntRange(1), help="Video runs: average the predictions of K temporally shifted "
-              "samplings per clip [default: 1].")
+              "samplings per clip [default: 4].")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object on stdout.")
 @friendly_errors
 def evaluate_command(run_dir, data, list_file, split, batch_size, views, as_json):
@@ -267,7 +267,7 @@ def evaluate_command(run_dir, data, list_file, split, batch_size, views, as_json
 @click.option("--split", help="Skeleton runs: split of the pickle [default: every annotation].")
 @click.option("--top-k", type=click.IntRange(1), default=5, show_default=True)
 @click.option("--views", type=click.IntRange(1), help="Video runs: average K temporally shifted samplings per "
-              "input [default: 1].")
+              "input [default: 4].")
 @click.option("--json", "as_json", is_flag=True, help="Print predictions as JSON on stdout.")
 @click.option("--window", type=click.IntRange(1), help="Timeline: class probabilities of every window of N frames "
               "of each video, written as <stem>_timeline.csv and .png (see --out).")
@@ -290,6 +290,8 @@ def predict_command(run_dir, inputs, split, top_k, views, as_json, window, strid
 
     if window is None and (stride or out_dir or segments or class_name):
         raise click.UsageError("--stride, --out, --segments and --class go with --window")
+    if window is not None and views is not None:
+        raise click.UsageError("--views goes without --window: a timeline takes each window's frames once")
     if window is not None:
         from seqvision.cli_analysis import predict_timelines
 

@@ -333,6 +333,8 @@ def fit_custom_loop(build_model: Callable[[], keras.Model], train_ds: tf.data.Da
             probs = model(inputs, training=True)
             per_example = keras.losses.sparse_categorical_crossentropy(labels, probs)
             loss = tf.nn.compute_average_loss(per_example)  # sum / global batch: replicas add up to the mean
+            if model.losses:  # weight penalties (e.g. the head's L1), once per step across replicas
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
             scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
         gradients = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))

@@ -60,13 +60,16 @@ def test_video_run_predicts_files_and_arrays_alike(video_run):
     assert run.kind == "video" and run.labels == ["move_left", "move_right"]
     assert run.config["seq_len"] == 6 and run.config["img_size"] == 32
     paths = sorted(videos.rglob("*.avi"))[:3]
-    from_files = run.predict_proba(paths)
+    from_files = run.predict_proba(paths, views=1)  # the segment centres, as load_clip samples
     assert from_files.shape == (3, 2) and from_files.dtype == np.float32
     np.testing.assert_allclose(from_files.sum(axis=1), 1, atol=1e-5)
     clips = [load_clip(p, 6, 32) for p in paths]
     frames = np.stack([c[0] for c in clips])
     mask = np.stack([np.arange(6) < c[1] for c in clips])
     np.testing.assert_allclose(run.predict_proba(frames, mask), from_files, atol=1e-5)
+    assert not np.allclose(run.predict_proba(paths), from_files, atol=1e-5)  # default: 4 shifted views
+    with pytest.raises(seqvision.SeqvisionError, match="one sampling per row"):
+        run.predict_proba(frames, mask, views=4)
     # Frames at another size are resized to the run's; a missing mask means every frame is real.
     from seqvision.run import resize_frames
 

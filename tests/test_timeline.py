@@ -95,6 +95,8 @@ def test_timeline_events_recover_planted_segments(tmp_path):
     with open(tmp_path / "all" / "long_segments.csv", newline="") as f:
         labels = {r["label"] for r in csv.DictReader(f)}
     assert labels == {"static", "motion"}
+    result = CliRunner().invoke(main, ["predict", str(run), str(video), "--window", "16", "--views", "4"])
+    assert result.exit_code == 2 and "--views goes without --window" in result.output
 
 
 class FrameIndexRun:
