@@ -43,7 +43,9 @@ Masking + LSTM(64)), ``meanpool_logreg`` (mean feature + logistic regression), `
 (``--head trend --no-feature-diff``), ``mobilenet_noflow`` (``--no-flow-stats``: the embeddings alone, the
 default before 2026-12-05; ``mobilenet_trend`` rows ran before motion descriptors existed, so the same),
 ``mobilenet_noval`` / ``mobilenet_noval_wd10`` (``--val-split 0``, with weight decay 10), ``mobilenet_epochs60``,
-``mobilenet_t32`` (32 sampled steps), ``mobilenet_views8`` (8 cached views per clip), ``mobilenet_norefit``
+``mobilenet_t32`` (32 sampled steps), ``mobilenet_views8`` (8 cached views per clip), ``mobilenet_change``
+(``--change-stream``: change images embedded too; ``mobilenet_moving_parts`` rows ran on an uncommitted
+change, see the notes of 2026-12-06), ``mobilenet_norefit``
 (``--no-refit``: the head of the run with validation clips held out, the default before the refit). The flow
 CNN with those motion descriptors next to its features: ``flow_stats`` / ``flow_stats_trend``. Skeletons:
 ``defaults`` and one-change ablations: ``flip`` (the old default: mirror without changing
@@ -299,7 +301,9 @@ MOBILENET_VARIANTS = {"mobilenet": {}, "mobilenet_lstm": {"head": "lstm"}, "mobi
                       "mobilenet_l1_1e-1": {"head_l1": 1e-1},
                       # more sampled steps per clip (smaller motions between them for the flow statistics), and
                       # more cached temporal views per training clip
-                      "mobilenet_t32": {"seq_len": 32}, "mobilenet_views8": {"train_views": 8}}
+                      "mobilenet_t32": {"seq_len": 32}, "mobilenet_views8": {"train_views": 8},
+                      # the frozen backbone also embeds each step's change image (TSN's RGB difference)
+                      "mobilenet_change": {"change_stream": True}}
 
 
 def run_one(dataset: str, method: str, seed: int, work: Path) -> dict:

@@ -114,6 +114,10 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
               help="Put motion descriptors of each frame (Lucas-Kanade flow: direction, turning, approaching, per "
               "region) next to its features; cached with the embeddings of a frozen backbone. "
               "[default: on with a frozen pretrained backbone, off with cnn]")
+@click.option("--change-stream", is_flag=True,
+              help="Frozen pretrained backbones: also embed each step's change image (3 x |frame - previous frame|) "
+              "next to the frame, cached with the embeddings; twice the backbone calls (see bench/generalisation.md: "
+              "not the default).")
 @click.option("--weight-decay", type=click.FloatRange(0), default=1e-4, show_default=True,
               help="AdamW decoupled weight decay; 0 = plain Adam.")
 @click.option("--head-l1", type=click.FloatRange(0),
@@ -171,6 +175,9 @@ def train_command(data_dir, run_dir, overwrite, **options):
 @click.option("--flow-stats/--no-flow-stats", default=True, show_default=True,
               help="Cache motion descriptors next to the embeddings (train --flow-stats must match to reuse the cache; "
               "ignored with an INDEX.csv).")
+@click.option("--change-stream", is_flag=True,
+              help="Cache the embeddings of each step's change image too (train --change-stream must match to reuse "
+              "the cache; ignored with an INDEX.csv).")
 @click.option("--pool", type=click.Choice(list(CLIP_POOLS)), default=DEFAULT_CLIP_POOL, show_default=True,
               help="INDEX.csv: how frame embeddings become one clip vector (see bench/embed_pooling.md).")
 @click.option("--keep-frames", is_flag=True, help="INDEX.csv: also write F_<split>.npy [N, T, D] and mask_<split>.npy.")
@@ -183,7 +190,7 @@ def train_command(data_dir, run_dir, overwrite, **options):
 @click.option("--probe", is_flag=True, help="INDEX.csv: print a logistic-regression ROC-AUC and accuracy on val.")
 @friendly_errors
 def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, alpha, hub_handle, hub_input_range,
-                  views, batch_frames, flow_stats,
+                  views, batch_frames, flow_stats, change_stream,
                   **index_options):
     """Compute (or reuse) the frozen-backbone embedding cache of DATA_DIR.
 
@@ -204,7 +211,7 @@ def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, al
     model = build_backbone(backbone, img_size, **backbone_options(config))
     cache = get_embedding_cache(find_clips(data_dir), model, backbone_identity(config), seq_len, img_size,
                                 cache_root, views=views, batch_frames=batch_frames,
-                                flow_stats=FlowStatistics() if flow_stats else None)
+                                flow_stats=FlowStatistics() if flow_stats else None, change_stream=change_stream)
     click.echo(str(cache.path))
 
 

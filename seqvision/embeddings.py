@@ -72,10 +72,11 @@ def default_cache_root() -> Path:
 
 
 def cache_key(clips, backbone_id: dict, seq_len: int, img_size: int, views: int = 1,
-              flow_stats: dict | None = None) -> dict:
+              flow_stats: dict | None = None, change_gain: float | None = None) -> dict:
     """Everything the cached numbers depend on (JSON-ready); clips in path order, once each.
     ``flow_stats``: the config of the :class:`seqvision.flow.FlowStatistics` appended to each
-    embedding (absent from the key when None, so caches made before it keep their keys)."""
+    embedding; ``change_gain``: that of the change images embedded next to the frames (each absent
+    from the key when None, so caches made before it keep their keys)."""
     entries = {}
     for clip in clips:
         path = Path(clip.path).resolve()
@@ -84,7 +85,8 @@ def cache_key(clips, backbone_id: dict, seq_len: int, img_size: int, views: int 
     entries = [entries[path] for path in sorted(entries)]
     key = {"version": CACHE_VERSION, "backbone": backbone_id, "img_size": img_size, "seq_len": seq_len,
            "sampling": "uniform", "views": views, "clips": entries}
-    return {**key, "flow_stats": flow_stats} if flow_stats else key
+    key = {**key, "flow_stats": flow_stats} if flow_stats else key
+    return {**key, "change_gain": change_gain} if change_gain else key
 
 
 def flow_stats_key(layer) -> dict | None:
@@ -109,6 +111,11 @@ def cache_dir_for(key: dict, cache_root: str | Path) -> Path:
     return Path(cache_root) / "embeddings" / f"{name}-{key['img_size']}px-T{key['seq_len']}x{key['views']}-{digest}"
 
 
+def _same_extras(manifest: dict, key: dict) -> bool:
+    """Whether a cache holds the same numbers next to its embeddings as ``key`` asks for (none included)."""
+    return all(manifest.get(extra) == key.get(extra) for extra in ("flow_stats", "change_gain"))
+
+
 def open_embedding_cache(path: str | Path, key: dict | None = None) -> EmbeddingCache | None:
     """The cache at ``path`` if it is complete (and matches ``key``), else None."""
     path = Path(path)
@@ -120,8 +127,7 @@ def open_embedding_cache(path: str | Path, key: dict | None = None) -> Embedding
     except (OSError, ValueError) as error:
         _warn_unreadable(path, error)
         return None
-    if key is not None and ({k: manifest.get(k) for k in key} != key
-                            or manifest.get("flow_stats") != key.get("flow_stats")):
+    if key is not None and ({k: manifest.get(k) for k in key} != key or not _same_extras(manifest, key)):
         return None
     try:
         features = np.load(path / "features.npy", mmap_mode="r")
@@ -178,11 +184,13 @@ def _partial_dir(cache_dir: Path) -> Path:
 
 def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_size: int,
                           cache_dir: str | Path, views: int = 1, batch_frames: int = 256, workers: int | None = None,
-                          progress: bool = True, flow_stats=None) -> EmbeddingCache:
+                          progress: bool = True, flow_stats=None, change_stream: bool = False) -> EmbeddingCache:
     """Decode every clip once (all ``views``), embed its frames in batches of ``batch_frames``, write the cache.
 
     ``flow_stats`` (a :class:`seqvision.flow.FlowStatistics` or None): its ``[T, F]`` motion
     descriptors of each view are appended to the embeddings, ``D + F`` numbers per step.
+    ``change_stream``: each step's change image (:func:`seqvision.models.frame_change_images`) is
+    embedded too, in the same batches: ``[frame D, change D, F]`` per step, as the model's order.
     Decoding runs in a thread pool (OpenCV releases the GIL) ahead of the model calls.
     Clips that cannot be read are logged and stored with length 0 (all-False mask);
     callers drop them.
@@ -190,11 +198,13 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
     from tqdm import tqdm
 
     from seqvision.datasets import load_clip_views
+    from seqvision.models import CHANGE_GAIN, frame_change_images
     from seqvision.sampling import view_offsets
     from seqvision.video import VideoError
 
     cache_dir = Path(cache_dir)
-    key = cache_key(clips, backbone_id, seq_len, img_size, views, flow_stats_key(flow_stats))
+    key = cache_key(clips, backbone_id, seq_len, img_size, views, flow_stats_key(flow_stats),
+                    CHANGE_GAIN if change_stream else None)
     offsets = view_offsets(views)
     by_path = {str(Path(c.path).resolve()): c for c in clips}
     clips = [by_path[entry["path"]] for entry in key["clips"]]  # row order = manifest order
@@ -204,7 +214,8 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
     tmp = _partial_dir(cache_dir)
     tmp.mkdir()
     embedding_dim = int(backbone.output_shape[-1])
-    dim = embedding_dim + (int(flow_stats.compute_output_shape((None, None, img_size, img_size, 3))[-1])
+    streams = 2 if change_stream else 1
+    dim = streams * embedding_dim + (int(flow_stats.compute_output_shape((None, None, img_size, img_size, 3))[-1])
                            if flow_stats is not None else 0)
     features = allocate_npy(tmp / "features.npy", np.float16, (len(clips), views, seq_len, dim))
     lengths = np.zeros(len(clips), np.int32)
@@ -228,11 +239,12 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
             features = _widened_to_float32(features, tmp / "features.npy")
         offset = 0
         for index, length, copies, motion in pending_rows:
-            rows = embedded[offset:offset + copies * length].reshape(copies, length, embedding_dim)
+            rows = embedded[offset:offset + copies * streams * length].reshape(copies, streams, length, embedding_dim)
+            rows = np.concatenate(list(rows.transpose(1, 0, 2, 3)), axis=-1)  # [copies, length, streams * D]
             if motion is not None:
                 rows = np.concatenate([rows, motion], axis=-1)
             features[index, :, :length] = rows  # one embedded view fills every view when they are the same
-            offset += copies * length
+            offset += copies * streams * length
         pending_frames.clear()
         pending_rows.clear()
 
@@ -247,9 +259,11 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
                 copies = 1 if all(np.array_equal(frames[0], view) for view in frames[1:]) else views
                 views_frames = frames[:copies, :length]
                 motion = np.asarray(flow_stats(views_frames), np.float32) if flow_stats is not None else None
+                if change_stream:  # per view: its frames, then its change images
+                    views_frames = np.concatenate([views_frames, frame_change_images(views_frames)], axis=1)
                 pending_frames.append(views_frames.reshape(-1, *frames.shape[2:]))
                 pending_rows.append((index, length, copies, motion))
-                queued += copies * length
+                queued += copies * streams * length
             if queued >= batch_frames:
                 flush()
                 queued = 0
@@ -303,7 +317,7 @@ def find_covering_cache(key: dict, cache_root: str | Path) -> EmbeddingCache | N
             manifest = read_json(path / "manifest.json")
         except (OSError, ValueError):
             continue
-        if ({k: manifest.get(k) for k in settings} == settings and manifest.get("flow_stats") == key.get("flow_stats")
+        if ({k: manifest.get(k) for k in settings} == settings and _same_extras(manifest, key)
                 and wanted <= {json.dumps(entry, sort_keys=True) for entry in manifest.get("clips", [])}):
             cache = open_embedding_cache(path)
             if cache is not None:
@@ -329,6 +343,7 @@ def _build_lock(cache_dir: Path):
 
 def get_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_size: int,
                         cache_root: str | Path | None = None, views: int = 1, flow_stats=None,
+                        change_stream: bool = False,
                         **build_options) -> EmbeddingCache:
     """Reuse a cache of these clips (or of more) with these settings, or build it.
 
@@ -336,7 +351,10 @@ def get_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_si
     On reuse, the backbone's weights are set to those stored with the cache. ``flow_stats``: see
     :func:`build_embedding_cache`.
     """
-    key = cache_key(clips, backbone_id, seq_len, img_size, views, flow_stats_key(flow_stats))
+    from seqvision.models import CHANGE_GAIN
+
+    key = cache_key(clips, backbone_id, seq_len, img_size, views, flow_stats_key(flow_stats),
+                    CHANGE_GAIN if change_stream else None)
     cache_root = cache_root or default_cache_root()
     path = cache_dir_for(key, cache_root)
     cache = open_embedding_cache(path, key) or find_covering_cache(key, cache_root)
@@ -347,7 +365,8 @@ def get_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_si
                 try:
                     with with_path(path):
                         return build_embedding_cache(clips, backbone, backbone_id, seq_len, img_size, path,
-                                                     views, flow_stats=flow_stats, **build_options)
+                                                     views, flow_stats=flow_stats, change_stream=change_stream,
+                                                     **build_options)
                 except BaseException:
                     shutil.rmtree(_partial_dir(path), ignore_errors=True)
                     raise

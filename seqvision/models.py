@@ -8,6 +8,7 @@ Sequences are right-padded, which keeps the LSTM eligible for cuDNN on GPU.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from seqvision.errors import SeqvisionError
@@ -68,6 +69,52 @@ class TemporalDifference(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale, "offset": self.offset, "keep_input": self.keep_input}
+
+
+CHANGE_GAIN = 3.0  # |frame_t - frame_t-1| is mostly dark: x3 (clipped to 255) before the backbone sees it
+
+
+def frame_change_images(frames: np.ndarray, gain: float = CHANGE_GAIN) -> np.ndarray:
+    """``[..., T, H, W, C]`` 0..255 -> ``gain * |frame_t - frame_t-1|`` clipped to 0..255, uint8; step 0 is black.
+    The NumPy twin of :class:`FrameChange` (integers in, the same integers out)."""
+    frames = np.asarray(frames, np.float32)
+    change = np.zeros_like(frames)
+    change[..., 1:, :, :, :] = np.abs(frames[..., 1:, :, :, :] - frames[..., :-1, :, :, :])
+    return np.clip(change * gain, 0, 255).astype(np.uint8)
+
+
+@keras.saving.register_keras_serializable(package="seqvision")
+class FrameChange(layers.Layer):
+    """What changed since the previous step, as an image: ``[B, T, H, W, C]`` 0..255 ->
+    ``gain * |x[t] - x[t-1]|`` clipped to 0..255 (step 0 black). A pretrained backbone embeds these
+    next to the frames: the things that appear, vanish or move, whatever the scene around them
+    (TSN's RGB difference, for a frozen network). Step t depends on steps t and t-1 only."""
+
+    def __init__(self, gain: float = CHANGE_GAIN, **kwargs):
+        super().__init__(**kwargs)
+        self.gain = float(gain)
+
+    def call(self, frames):
+        x = ops.cast(frames, "float32")
+        change = ops.concatenate([ops.zeros_like(x[:, :1]), ops.abs(x[:, 1:] - x[:, :-1])], axis=1)
+        return ops.cast(ops.clip(change * self.gain, 0.0, 255.0), self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "gain": self.gain}
+
+
+@keras.saving.register_keras_serializable(package="seqvision")
+class HalvesSideBySide(layers.Layer):
+    """``[B, 2T, D]`` (two sequences one after the other in time) -> ``[B, T, 2D]`` (step t of both, side by side)."""
+
+    def call(self, x):
+        batch, steps, dim = ops.shape(x)[0], ops.shape(x)[1] // 2, x.shape[-1]
+        halves = ops.transpose(ops.reshape(x, (batch, 2, steps, dim)), (0, 2, 1, 3))
+        return ops.reshape(halves, (batch, steps, 2 * dim))
+
+    def compute_output_shape(self, input_shape):
+        steps = input_shape[1] // 2 if input_shape[1] is not None else None
+        return (input_shape[0], steps, 2 * input_shape[2])
 
 
 @keras.saving.register_keras_serializable(package="seqvision")
@@ -251,7 +298,8 @@ def build_video_classifier(backbone: keras.Model, num_classes: int, img_size: in
                            units: int = 128, num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.3,
                            input_dropout: float = 0.0, head: str = "lstm", motion: str = "frames",
                            feature_diff: bool = False, frames_backbone: keras.Model | None = None,
-                           flow_stats: bool = False, l1: float = 0.0, name: str = "video_classifier") -> keras.Model:
+                           flow_stats: bool = False, change_stream: bool = False, l1: float = 0.0,
+                           name: str = "video_classifier") -> keras.Model:
     """``{"frames": [B, T, H, W, 3] in 0..255, "mask": [B, T] bool} -> [B, K]``.
 
     ``FrameEncoder(backbone)`` (a batched ``TimeDistributed``) turns each step into a vector
@@ -263,13 +311,20 @@ def build_video_classifier(backbone: keras.Model, num_classes: int, img_size: in
     stream with its own temporal head, fused by :class:`StreamFusion`; frames are area-downscaled to
     the side ``frames_backbone`` takes. ``flow_stats``: each step's vector is followed by the
     frames' motion descriptors (:class:`seqvision.flow.FlowStatistics`, ``[B, T, F]``), as the
-    embedding cache stores them for a frozen backbone.
+    embedding cache stores them for a frozen backbone. ``change_stream``: the backbone also embeds
+    each step's :class:`FrameChange` image, in the same batched call; per step ``[frame vector,
+    change vector, descriptors]``, the cache's order.
     """
     frames = keras.Input((seq_len, img_size, img_size, 3), name="frames")
     mask = keras.Input((seq_len,), dtype="bool", name="mask")
     motion_layer = motion_input_layer(motion)
     x = motion_layer(frames) if motion_layer is not None else frames
-    features = FrameEncoder(backbone, name="frame_features")(x)
+    if change_stream:  # one encoder over [frames; changes] along time: one backbone, one batched call
+        both = layers.Concatenate(axis=1, name="frames_and_changes")([x, FrameChange(name="frame_change")(x)])
+        features = HalvesSideBySide(name="frame_and_change_features")(
+            FrameEncoder(backbone, name="frame_features")(both))
+    else:
+        features = FrameEncoder(backbone, name="frame_features")(x)
     if flow_stats:
         motion_features = FlowStatistics(name="flow_statistics")(frames)
         features = layers.Concatenate(name="features_and_flow_statistics")(

@@ -59,6 +59,7 @@ class VideoTrainConfig:
     feature_diff: bool = True  # per-frame vectors next to their change, before the temporal head
     flow_stats: bool | None = None  # each embedding next to Lucas-Kanade motion descriptors (flow.FlowStatistics);
     # None = default_flow_stats(backbone)
+    change_stream: bool = False  # frozen backbones: also embed each step's change image |frame_t - frame_t-1|
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     head_l1: float | None = None  # L1 penalty on the temporal head's output weights; None = default_head_l1(backbone)
     refit: bool = True  # head on cached embeddings, no fine-tuning: after the run with validation, train it again
@@ -268,6 +269,9 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path, overwrite: bool =
         from seqvision.labels import mirror_classes
 
         mirror_classes(config.flip_pairs, labels)  # an unknown class is refused before anything is written
+    if config.change_stream and not spec.frozen:
+        raise SeqvisionError(f"the change stream is for frozen pretrained backbones; {spec.name} sees motion "
+                             f"through --motion")
     if spec.frozen and (config.flip or config.flip_pairs) and config.fine_tune_at is None:
         log.warning("flips act on frames: with a frozen %s they apply only while fine-tuning (--fine-tune-at)",
                     config.backbone)
@@ -296,7 +300,7 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
                         l1=config.head_l1)
     spec = backbone_spec(config.backbone)
     frame_options = dict(head_options, motion=config.motion if "channels" in spec.options else "frames",
-                         flow_stats=config.flow_stats)
+                         flow_stats=config.flow_stats, change_stream=config.change_stream)
 
     def frame_datasets():
         cache = resolve_cache(config.cache, len(train_clips) * config.train_views + len(val_clips), config.seq_len,
@@ -405,7 +409,8 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
 
     cache = get_embedding_cache(train_clips + val_clips, backbone, backbone_identity(config), config.seq_len,
                                 config.img_size, config.cache_dir, views=config.train_views,
-                                flow_stats=FlowStatistics() if config.flow_stats else None)
+                                flow_stats=FlowStatistics() if config.flow_stats else None,
+                                change_stream=config.change_stream)
     label_index = {name: i for i, name in enumerate(labels)}
     y = np.array([label_index.get(c["label"], -1) for c in cache.manifest["clips"]], np.int32)
     train_rows, val_rows = (rows[cache.lengths[rows] > 0] for rows in (cache.rows_for(train_clips),
@@ -436,7 +441,7 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
                                  run_dir, strategy, resuming)
     with strategy.scope():
         model = build_video_classifier(backbone, len(labels), config.img_size, flow_stats=config.flow_stats,
-                                       **head_options)
+                                       change_stream=config.change_stream, **head_options)
         _copy_head(head, model)
     best = {**best, "phase": "head"}
     if is_chief(strategy):

@@ -220,6 +220,36 @@ def test_embedding_cache_with_flow_statistics_stores_them_after_the_embeddings(t
     assert again.calls == 0 and reused.path == with_stats.path
 
 
+def test_embedding_cache_with_the_change_stream_stores_change_embeddings_between(tmp_path):
+    """[frame D, change D, statistics F] per step, as the model orders them; a cache without the
+    change stream is another cache."""
+    from seqvision.datasets import load_clip_views
+    from seqvision.flow import FlowStatistics
+    from seqvision.models import frame_change_images
+    from seqvision.sampling import view_offsets
+
+    clips = find_clips(_write_frame_clips(tmp_path / "frames"))
+    identity = {"name": "cnn"}
+    model = build_backbone("cnn", IMG, filters=(4, 8), pooling="gap")
+    counting = CountingBackbone(model)
+    cache = get_embedding_cache(clips, counting, identity, 4, IMG, tmp_path / "cache", views=2,
+                                flow_stats=FlowStatistics(), change_stream=True)
+    stats_dim = FlowStatistics().compute_output_shape((None, None, IMG, IMG, 3))[-1]
+    assert cache.features.shape == (6, 2, 4, 16 + stats_dim)
+    views, length = load_clip_views(clips[1].path, 4, IMG, view_offsets(2))
+    row = cache.rows_for(clips[1:2])[0]
+    for view in range(2):
+        frames = views[view, :length].astype("float32")
+        expected = np.concatenate([model.predict(frames, verbose=0),
+                                   model.predict(frame_change_images(frames).astype("float32"), verbose=0)], -1)
+        np.testing.assert_allclose(cache.features[row, view, :length, :16].astype(np.float32), expected, atol=2e-3)
+    plain = CountingBackbone(model)
+    other = get_embedding_cache(clips, plain, identity, 4, IMG, tmp_path / "cache", views=2,
+                                flow_stats=FlowStatistics())
+    assert plain.calls > 0 and other.path != cache.path and other.features.shape[-1] == 8 + stats_dim
+    assert counting.frames == 2 * plain.frames  # each frame and its change image, in the same batches
+
+
 def test_a_second_builder_waits_for_the_first_and_reuses_its_cache(tmp_path):
     import threading
 
@@ -240,6 +270,31 @@ def test_a_second_builder_waits_for_the_first_and_reuses_its_cache(tmp_path):
         build_embedding_cache(clips, model, identity, 4, IMG, path, progress=False)
     second.join(timeout=60)
     assert not second.is_alive() and waiting.calls == 0
+
+
+def test_train_with_the_change_stream_then_evaluate_and_refuse_it_for_the_cnn(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQVISION_CACHE_DIR", str(tmp_path / "cache"))
+    data = _write_frame_clips(tmp_path / "frames", clips_per_label=4)
+    runner = CliRunner()
+    run = tmp_path / "run"
+    result = runner.invoke(main, ["train", str(data), "--out", str(run), "--backbone", "mobilenet", "--weights", "none",
+                                  "--img-size", str(IMG), "--seq-len", "4", "--epochs", "1", "--change-stream"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "config.json").read_text())["change_stream"] is True
+    from seqvision import load_run
+
+    model = load_run(run).model
+    assert {"frame_change", "flow_statistics"} <= {layer.name for layer in model.layers}
+    manifest = json.loads(next((tmp_path / "cache" / "embeddings").glob("*/manifest.json")).read_text())
+    assert manifest["change_gain"] == 3.0 and manifest["embedding_dim"] == model.get_layer(
+        "features_and_flow_statistics").output.shape[-1]
+    result = runner.invoke(main, ["evaluate", str(run), str(data), "--json", "--views", "2"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n"] == 8
+    refused = runner.invoke(main, ["train", str(data), "--out", str(tmp_path / "cnn"), "--change-stream",
+                                   "--img-size", str(IMG), "--seq-len", "4", "--epochs", "1"])
+    assert refused.exit_code != 0 and "change stream is for frozen pretrained backbones" in refused.output
+    assert "Traceback" not in refused.output and not (tmp_path / "cnn" / "model.keras").exists()
 
 
 @pytest.mark.slow
