@@ -215,8 +215,9 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
     tmp.mkdir()
     embedding_dim = int(backbone.output_shape[-1])
     streams = 2 if change_stream else 1
-    dim = streams * embedding_dim + (int(flow_stats.compute_output_shape((None, None, img_size, img_size, 3))[-1])
-                           if flow_stats is not None else 0)
+    stats_dim = (int(flow_stats.compute_output_shape((None, None, img_size, img_size, 3))[-1])
+                 if flow_stats is not None else 0)
+    dim = streams * embedding_dim + stats_dim
     features = allocate_npy(tmp / "features.npy", np.float16, (len(clips), views, seq_len, dim))
     lengths = np.zeros(len(clips), np.int32)
 
