@@ -189,7 +189,7 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
 
     ``flow_stats`` (a :class:`seqvision.flow.FlowStatistics` or None): its ``[T, F]`` motion
     descriptors of each view are appended to the embeddings, ``D + F`` numbers per step.
-    ``change_stream``: each step's change image (:func:`seqvision.models.frame_change_images`) is
+    ``change_stream``: each step's change image (:class:`seqvision.models.FrameChange`) is
     embedded too, in the same batches: ``[frame D, change D, F]`` per step, as the model's order.
     Decoding runs in a thread pool (OpenCV releases the GIL) ahead of the model calls.
     Clips that cannot be read are logged and stored with length 0 (all-False mask);
@@ -198,13 +198,14 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
     from tqdm import tqdm
 
     from seqvision.datasets import load_clip_views
-    from seqvision.models import CHANGE_GAIN, frame_change_images
+    from seqvision.models import FrameChange
     from seqvision.sampling import view_offsets
     from seqvision.video import VideoError
 
     cache_dir = Path(cache_dir)
+    frame_change = FrameChange() if change_stream else None
     key = cache_key(clips, backbone_id, seq_len, img_size, views, flow_stats_key(flow_stats),
-                    CHANGE_GAIN if change_stream else None)
+                    frame_change.gain if frame_change is not None else None)
     offsets = view_offsets(views)
     by_path = {str(Path(c.path).resolve()): c for c in clips}
     clips = [by_path[entry["path"]] for entry in key["clips"]]  # row order = manifest order
@@ -260,8 +261,9 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
                 copies = 1 if all(np.array_equal(frames[0], view) for view in frames[1:]) else views
                 views_frames = frames[:copies, :length]
                 motion = np.asarray(flow_stats(views_frames), np.float32) if flow_stats is not None else None
-                if change_stream:  # per view: its frames, then its change images
-                    views_frames = np.concatenate([views_frames, frame_change_images(views_frames)], axis=1)
+                if frame_change is not None:  # per view: its frames, then its change images (whole numbers)
+                    changes = np.asarray(frame_change(views_frames)).astype(np.uint8)
+                    views_frames = np.concatenate([views_frames, changes], axis=1)
                 pending_frames.append(views_frames.reshape(-1, *frames.shape[2:]))
                 pending_rows.append((index, length, copies, motion))
                 queued += copies * streams * length

@@ -8,7 +8,6 @@ Sequences are right-padded, which keeps the LSTM eligible for cuDNN on GPU.
 from __future__ import annotations
 
 import keras
-import numpy as np
 from keras import layers, ops
 
 from seqvision.errors import SeqvisionError
@@ -72,15 +71,6 @@ class TemporalDifference(layers.Layer):
 
 
 CHANGE_GAIN = 3.0  # |frame_t - frame_t-1| is mostly dark: x3 (clipped to 255) before the backbone sees it
-
-
-def frame_change_images(frames: np.ndarray, gain: float = CHANGE_GAIN) -> np.ndarray:
-    """``[..., T, H, W, C]`` 0..255 -> ``gain * |frame_t - frame_t-1|`` clipped to 0..255, uint8; step 0 is black.
-    The NumPy twin of :class:`FrameChange` (integers in, the same integers out)."""
-    frames = np.asarray(frames, np.float32)
-    change = np.zeros_like(frames)
-    change[..., 1:, :, :, :] = np.abs(frames[..., 1:, :, :, :] - frames[..., :-1, :, :, :])
-    return np.clip(change * gain, 0, 255).astype(np.uint8)
 
 
 @keras.saving.register_keras_serializable(package="seqvision")
@@ -320,11 +310,10 @@ def build_video_classifier(backbone: keras.Model, num_classes: int, img_size: in
     motion_layer = motion_input_layer(motion)
     x = motion_layer(frames) if motion_layer is not None else frames
     if change_stream:  # one encoder over [frames; changes] along time: one backbone, one batched call
-        both = layers.Concatenate(axis=1, name="frames_and_changes")([x, FrameChange(name="frame_change")(x)])
-        features = HalvesSideBySide(name="frame_and_change_features")(
-            FrameEncoder(backbone, name="frame_features")(both))
-    else:
-        features = FrameEncoder(backbone, name="frame_features")(x)
+        x = layers.Concatenate(axis=1, name="frames_and_changes")([x, FrameChange(name="frame_change")(x)])
+    features = FrameEncoder(backbone, name="frame_features")(x)
+    if change_stream:
+        features = HalvesSideBySide(name="frame_and_change_features")(features)
     if flow_stats:
         motion_features = FlowStatistics(name="flow_statistics")(frames)
         features = layers.Concatenate(name="features_and_flow_statistics")(

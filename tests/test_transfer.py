@@ -225,7 +225,7 @@ def test_embedding_cache_with_the_change_stream_stores_change_embeddings_between
     change stream is another cache."""
     from seqvision.datasets import load_clip_views
     from seqvision.flow import FlowStatistics
-    from seqvision.models import frame_change_images
+    from seqvision.models import FrameChange
     from seqvision.sampling import view_offsets
 
     clips = find_clips(_write_frame_clips(tmp_path / "frames"))
@@ -241,7 +241,7 @@ def test_embedding_cache_with_the_change_stream_stores_change_embeddings_between
     for view in range(2):
         frames = views[view, :length].astype("float32")
         expected = np.concatenate([model.predict(frames, verbose=0),
-                                   model.predict(frame_change_images(frames).astype("float32"), verbose=0)], -1)
+                                   model.predict(np.asarray(FrameChange()(frames[None]))[0], verbose=0)], -1)
         np.testing.assert_allclose(cache.features[row, view, :length, :16].astype(np.float32), expected, atol=2e-3)
     plain = CountingBackbone(model)
     other = get_embedding_cache(clips, plain, identity, 4, IMG, tmp_path / "cache", views=2,
