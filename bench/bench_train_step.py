@@ -69,7 +69,8 @@ def train_seconds_per_epoch(frames_dir: Path, run_dir: Path, strategy_kind: str,
     if strategy_kind == "mirrored":
         training.make_strategy = lambda kind="mirrored": tf.distribute.MirroredStrategy()
     try:
-        config = training.VideoTrainConfig(data_dir=str(frames_dir), seq_len=args.seq_len, img_size=args.img_size,
+        config = training.VideoTrainConfig(data_dir=str(frames_dir), backbone="cnn", seq_len=args.seq_len,
+                                           img_size=args.img_size,
                                            epochs=args.epochs, units=64, seed=0)
         start = time.perf_counter()
         training.train_video(config, run_dir, overwrite=True)

@@ -24,12 +24,15 @@ other and of ``seqvision.demo``, see ``bench/generators/``):
     skel_daily  report  everyday actions with time-reversed pairs, two persons
 
 Methods (video): ``notebook`` (the seed notebooks' recipe: 16 frames at 64 px,
-TimeDistributed CNN -> LSTM(64), zero padding without a mask, 20 epochs), ``orderless``
-(seqvision defaults with the mean-pooling head), ``defaults`` (``seqvision train`` with no
-options: the CNN sees Lucas-Kanade flow, ``--motion flow``), ``v0`` (the model options before this
+TimeDistributed CNN -> LSTM(64), zero padding without a mask, 20 epochs), ``defaults``
+(``seqvision train`` with no options: since 2026-12-06 the frozen ImageNet MobileNetV2, the file of
+``../shared/weights`` standing in for Keras' download, so the same settings as ``mobilenet`` below),
+``cnn`` (``--backbone cnn`` and its defaults: the CNN sees Lucas-Kanade flow, ``--motion flow``; the
+default backbone before 2026-12-06, its rows of that time were named ``defaults``), ``orderless``
+(the cnn with the mean-pooling head), ``v0`` (the cnn options before this
 protocol: 112 px, global average pooling, no motion input, one view, no weight decay; it shares the
 later fixes: BatchNorm momentum, keeping the last epoch, the validation split) and one-change
-ablations of the defaults (``diff``: frames next to their differences, the default before flow;
+ablations of the cnn's defaults (``diff``: frames next to their differences, the default before flow;
 ``frames``; ``trend``: ``--head trend``; ``no_feature_diff``, ``one_view``, ``gap``, ``small``, ``no_val``; ``bidir``: a bidirectional LSTM, the default since 2026-12-03, and
 ``unidirectional`` after that; ``late_fusion``: ``--motion two_stream``, a flow CNN and a frames CNN with
 their own heads, weights chosen on validation, ``late_fusion32`` / ``late_fusion_thin`` with a 32 px or
@@ -44,8 +47,9 @@ Masking + LSTM(64)), ``meanpool_logreg`` (mean feature + logistic regression), `
 default before 2026-12-05; ``mobilenet_trend`` rows ran before motion descriptors existed, so the same),
 ``mobilenet_noval`` / ``mobilenet_noval_wd10`` (``--val-split 0``, with weight decay 10), ``mobilenet_epochs60``,
 ``mobilenet_t32`` (32 sampled steps), ``mobilenet_views8`` (8 cached views per clip), ``mobilenet_change``
-(``--change-stream``: change images embedded too; ``mobilenet_moving_parts`` rows ran on an uncommitted
-change, see the notes of 2026-12-06), ``mobilenet_norefit``
+(``--change-stream``: change images embedded too; ``mobilenet_moving_parts`` and ``mobilenet_grid2``, the
+last feature map average-pooled on a 2x2 grid instead of globally, ran on uncommitted changes, see the
+notes of 2026-12-06), ``mobilenet_norefit``
 (``--no-refit``: the head of the run with validation clips held out, the default before the refit). The flow
 CNN with those motion descriptors next to its features: ``flow_stats`` / ``flow_stats_trend``. Skeletons:
 ``defaults`` and one-change ablations: ``flip`` (the old default: mirror without changing
@@ -54,7 +58,7 @@ labels), ``one_centre`` (every person normalised by the first one's body), ``kee
 
 Every seqvision run is evaluated with 1 and 4 views (``evaluate --views``).
 
-    python bench/generalisation.py --datasets rotation,demo --methods defaults,notebook --seeds 0,1,2
+    python bench/generalisation.py --datasets rotation,demo --methods defaults,cnn,notebook --seeds 0,1,2
     python bench/generalisation.py --table      # rewrite bench/generalisation.md from the results file
 
 Results are appended to ``bench/generalisation_results.jsonl`` (one JSON line per run with the
@@ -88,8 +92,10 @@ VIDEO_SETS = {"demo": "select", "rotation": "select", "appear": "select", "handh
 SKELETON_SETS = {"skel_synth": "select", "skel_sides": "report", "skel_daily": "report"}
 SIDE_PAIRS = None  # skel_sides: no flip pairs are passed to the defaults; the default must be safe alone
 
-VIDEO_VARIANTS = {
-    "defaults": {},
+# The small CNN trained end to end (`--backbone cnn`, the default backbone until 2026-12-06: rows named "cnn" are its
+# defaults at their commit) and one change each to its defaults.
+CNN_VARIANTS = {
+    "cnn": {},
     "orderless": {"head": "mean"},
     "trend": {"head": "trend"},  # the CNN's features pooled by mean, time trend and change, then linear
     "diff": {"motion": "diff"},  # the default before flow: frames next to their differences
@@ -113,6 +119,8 @@ VIDEO_VARIANTS = {
     # Rows of the branch twostream (code not on main): one CNN per stream, frames pooled to the flow's
     # side (two_stream), or a flow CNN at half the side + a frames CNN at the full side (two_stream64).
 }
+VIDEO_VARIANTS = {name: {"backbone": "cnn", **options} for name, options in CNN_VARIANTS.items()}
+
 SKELETON_VARIANTS = {"defaults": {}, "flip": {"flip": True}, "one_centre": {"per_person": False},
                      "keep_best": {"keep": "best"}, "weight_decay": {"weight_decay": 1e-4},
                      "unidirectional": {"bidirectional": False}, "epochs100": {"epochs": 100}}
@@ -324,6 +332,8 @@ def run_one(dataset: str, method: str, seed: int, work: Path) -> dict:
         return run_notebook_mobilenet(root, seed)
     if method == "meanpool_logreg":
         return run_meanpool_logreg(root, seed)
+    if method == "defaults":  # `seqvision train` with no options; the ImageNet file stands in for Keras' download
+        return run_seqvision_video(root, run_dir, seed, {"weights": str(WEIGHTS), "cache_dir": str(work / "cache")})
     if method in MOBILENET_VARIANTS:
         return run_seqvision_video(root, run_dir, seed, {"backbone": "mobilenet", "weights": str(WEIGHTS),
                                                          "cache_dir": str(work / "cache"), **MOBILENET_VARIANTS[method]})
@@ -389,7 +399,8 @@ def main() -> None:
         for dataset in args.datasets.split(","):
             if dataset not in VIDEO_SETS and dataset not in SKELETON_SETS:
                 parser.error(f"unknown dataset {dataset!r}; choose from {', '.join([*VIDEO_SETS, *SKELETON_SETS])}")
-            known = SKELETON_VARIANTS if dataset in SKELETON_SETS else [*VIDEO_BASELINES, *MOBILENET_VARIANTS, *VIDEO_VARIANTS]
+            known = (SKELETON_VARIANTS if dataset in SKELETON_SETS
+                     else ["defaults", *VIDEO_BASELINES, *MOBILENET_VARIANTS, *VIDEO_VARIANTS])
             for method in args.methods.split(","):
                 if method not in known:
                     parser.error(f"unknown method {method!r} for {dataset}; choose from {', '.join(known)}")

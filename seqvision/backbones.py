@@ -118,8 +118,9 @@ def build_keras_application_backbone(img_size: int, application: str, weights: s
         if weights != "imagenet" or "URL fetch failure" not in str(error):
             raise
         raise SeqvisionError(f"cannot download the ImageNet weights of {application} (no internet?): pass "
-                             "--weights FILE (the .h5 file of keras.applications, downloaded elsewhere) or "
-                             "--weights none") from None
+                             "--weights FILE (the .h5 file of keras.applications, downloaded elsewhere, or put "
+                             "it in ~/.keras/models), --backbone cnn (a small CNN that needs no pretrained "
+                             "weights) or --weights none") from None
     base.trainable = False
     features = base(_scale_pixels(images, pixel_range), training=False)
     return keras.Model(images, features, name=name or application.lower())

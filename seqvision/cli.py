@@ -58,14 +58,17 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
 @main.command("train")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False), help="Run directory.")
-@click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default="cnn", show_default=True,
+@click.option("--backbone", type=click.Choice(sorted(BACKBONES)), default="mobilenet", show_default=True,
               help="Frame model: " + "; ".join(f"{n}: {s.summary}" for n, s in BACKBONES.items())
-              + " (frozen ones cache their embeddings; see --weights, --hub-handle, --fine-tune-at).")
+              + " (frozen ones cache their embeddings; see --weights, --hub-handle, --fine-tune-at). The default "
+              "needs the ImageNet weights (Keras downloads them once into ~/.keras/models; offline: --weights "
+              "FILE); cnn needs none.")
 @click.option("--seq-len", type=click.IntRange(1), default=16, show_default=True, help="Frames per clip (T).")
 @click.option("--img-size", type=click.IntRange(16), help="Frame side in pixels [default: "
               + ", ".join(f"{s.default_img_size} {n}" for n, s in BACKBONES.items()) + "].")
 @click.option("--weights", default="imagenet", show_default=True,
-              help="keras.applications backbones: imagenet, none (random) or a weights file.")
+              help="keras.applications backbones: imagenet (downloaded once into ~/.keras/models), none "
+              "(random) or a weights file.")
 @click.option("--alpha", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="mobilenet width multiplier.")
 @click.option("--hub-handle", help="mobilenet: use a frozen image model instead, from a TF Hub URL, a SavedModel "
@@ -103,9 +106,10 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
               help="Temporal model: lstm; trend = a linear classifier on each feature's mean, time trend and mean "
               "change (few weights: for a frozen backbone and few clips); mean = order-free baseline. "
               "[default: trend with a frozen pretrained backbone (mobilenet, efficientnetv2b0), lstm with cnn]")
-@click.option("--motion", type=click.Choice(["flow", "diff", "frames", "two_stream"]), default="flow", show_default=True,
-              help="cnn: what it sees per step: flow = optical flow from the previous sampled frame (Lucas-Kanade, "
-              "in the model), diff = each frame next to its difference from the previous one, frames = frames alone, "
+@click.option("--motion", type=click.Choice(["flow", "diff", "frames", "two_stream"]),
+              help="--backbone cnn [default: flow]: what it sees per step: flow = optical flow from the previous "
+              "sampled frame (Lucas-Kanade, in the model), diff = each frame next to its difference from the previous "
+              "one, frames = frames alone, "
               "two_stream = one CNN on the flow and one on the frames, each with its own LSTM, the pair's weights "
               "chosen on the validation split.")
 @click.option("--feature-diff/--no-feature-diff", default=True, show_default=True,
@@ -144,9 +148,15 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
 @click.option("--overwrite", is_flag=True, help="Replace a finished run in --out (once the new one has finished).")
 @friendly_errors
 def train_command(data_dir, run_dir, overwrite, **options):
-    """Train a CNN-LSTM on DATA_DIR (videos or frame folders in <label>/ subfolders)."""
+    """Train a video classifier (frame backbone + temporal head) on DATA_DIR (videos or frame folders in
+    <label>/ subfolders)."""
     from seqvision.training import VideoTrainConfig, train_video
 
+    if options["motion"] is None:
+        options.pop("motion")
+    elif "channels" not in BACKBONES[options["backbone"]].options:
+        raise click.UsageError(f"--motion is for --backbone cnn; {options['backbone']} embeds the frames "
+                               "(--change-stream adds their change images)")
     if options["flip_pairs"]:
         options["flip_pairs"] = [p for p in options["flip_pairs"].split(",") if p.strip()]
     best = train_video(VideoTrainConfig(data_dir=data_dir, **options), run_dir, overwrite)

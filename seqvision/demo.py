@@ -158,8 +158,8 @@ def run_demo(out_dir: str | Path, epochs: int = 20, seed: int = 0, compare_order
     for head in heads:
         run_dir = out_dir / ("run" if head == "lstm" else "run_orderless")
         log.info("step 3/4: training the CNN-%s model into %s", head.upper(), run_dir)
-        config = VideoTrainConfig(data_dir=str(out_dir / "frames" / "train"), seq_len=12, img_size=64,
-                                  epochs=epochs, batch_size=8, lr=2e-3, seed=seed, units=64, head=head,
+        config = VideoTrainConfig(data_dir=str(out_dir / "frames" / "train"), backbone="cnn", seq_len=12,
+                                  img_size=64, epochs=epochs, batch_size=8, lr=2e-3, seed=seed, units=64, head=head,
                                   patience=5)
         train_video(config, run_dir, overwrite=True)  # the demo's own run, redone on each call
         log.info("step 4/4: evaluating on held-out groups")

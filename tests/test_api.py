@@ -46,8 +46,9 @@ def video_run(tmp_path_factory):
     """``(videos folder, run)``: a 2-epoch cnn run on 2 demo classes (32 px, 6 frames)."""
     root = tmp_path_factory.mktemp("api")
     make_demo_videos(root / "videos", clips_per_class=4, groups_per_class=2, classes=("move_left", "move_right"))
-    result = CliRunner().invoke(main, ["train", str(root / "videos"), "--out", str(root / "run"), "--epochs", "2",
-                                       "--img-size", "32", "--seq-len", "6", "--val-split", "0", "--units", "8",
+    result = CliRunner().invoke(main, ["train", str(root / "videos"), "--out", str(root / "run"), "--backbone", "cnn",
+                                       "--epochs", "2", "--img-size", "32", "--seq-len", "6", "--val-split", "0",
+                                       "--units", "8",
                                        "--train-views", "1"])
     assert result.exit_code == 0, result.output
     return root / "videos", seqvision.load_run(root / "run")

@@ -59,7 +59,7 @@ def test_extract_frames_with_no_usable_video_fails_clearly(tmp_path):
 @pytest.mark.slow
 def test_train_evaluate_predict_from_videos(video_tree, tmp_path):
     run = tmp_path / "run"
-    result = _runner().invoke(main, ["train", str(video_tree), "--out", str(run), "--seq-len", "6",
+    result = _runner().invoke(main, ["train", str(video_tree), "--out", str(run), "--backbone", "cnn", "--seq-len", "6",
                                      "--img-size", "32", "--epochs", "2", "--batch-size", "4", "--units", "8"])
     assert result.exit_code == 0, result.output
     for name in ("model.keras", "config.json", "labels.json", "history.csv", "training_curves.png", "best.json"):
@@ -83,6 +83,45 @@ def test_train_evaluate_predict_from_videos(video_tree, tmp_path):
     rows = json.loads(result.stdout)
     assert rows[0]["predictions"][0]["label"] in ("move_left", "move_right")
     assert "error" in rows[1] and "empty.avi" in rows[1]["error"]
+
+
+def test_train_defaults_to_imagenet_mobilenet_and_says_what_to_do_offline(video_tree, tmp_path, monkeypatch):
+    """No --backbone: frozen MobileNetV2 with the ImageNet weights (Keras' download, here a stand-in);
+    offline without them, one line that names the ways out, and no run is left behind."""
+    import keras
+
+    real_mobilenet = keras.applications.MobileNetV2
+    asked = []
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -2] Name or "
+                        "service not known")
+
+    def downloaded(*args, weights=None, **kwargs):  # what Keras loads once the file is in ~/.keras/models
+        asked.append(weights)
+        return real_mobilenet(*args, weights=None, **kwargs)
+
+    args = ["train", str(video_tree), "--out", str(tmp_path / "run"), "--img-size", "32", "--seq-len", "4",
+            "--epochs", "1", "--train-views", "1", "--val-split", "0"]
+    monkeypatch.setattr(keras.applications, "MobileNetV2", offline)
+    result = _runner().invoke(main, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "cannot download the ImageNet weights" in result.output and "--backbone cnn" in result.output
+    assert "--weights FILE" in result.output and not (tmp_path / "run").exists()
+
+    monkeypatch.setattr(keras.applications, "MobileNetV2", downloaded)
+    result = _runner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert asked and set(asked) == {"imagenet"}
+    assert (config["backbone"], config["weights"], config["head"]) == ("mobilenet", "imagenet", "trend")
+    assert config["flow_stats"] is True and config["head_l1"] == pytest.approx(3e-2)
+
+
+def test_motion_input_is_refused_for_a_frozen_backbone(video_tree, tmp_path):
+    result = _runner().invoke(main, ["train", str(video_tree), "--out", str(tmp_path / "run"), "--motion", "diff"])
+    assert result.exit_code == 2 and "--motion is for --backbone cnn" in result.output, result.output
+    assert not (tmp_path / "run").exists()
 
 
 def test_evaluate_on_a_non_run_is_a_clear_error(tmp_path, video_tree):
@@ -111,8 +150,8 @@ def test_train_and_embed_with_no_readable_clip_fail_clearly(tmp_path):
     (tmp_path / "v" / "b").mkdir()
     (tmp_path / "v" / "b" / "x.avi").write_bytes(b"")
     (tmp_path / "v" / "b" / "y.avi").write_text("also not a video\n")
-    result = _runner().invoke(main, ["train", str(tmp_path / "v"), "--out", str(tmp_path / "run"), "--epochs", "1",
-                                     "--img-size", "16", "--seq-len", "2", "--val-split", "0.5"])
+    result = _runner().invoke(main, ["train", str(tmp_path / "v"), "--out", str(tmp_path / "run"), "--backbone", "cnn",
+                                     "--epochs", "1", "--img-size", "16", "--seq-len", "2", "--val-split", "0.5"])
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert "every training clip was unreadable" in result.output and "empty.avi" in result.output
     result = _runner().invoke(main, ["embed", str(tmp_path / "v"), "--weights", "none", "--img-size", "32",

@@ -21,8 +21,9 @@ def video_tree(tmp_path_factory):
 
 
 def _train_video_run(video_tree, run_dir, *options):
-    result = CliRunner().invoke(main, ["train", str(video_tree), "--out", str(run_dir), "--seq-len", "6",
-                                       "--img-size", "32", "--epochs", "1", "--batch-size", "4", "--units", "8",
+    result = CliRunner().invoke(main, ["train", str(video_tree), "--out", str(run_dir), "--backbone", "cnn",
+                                       "--seq-len", "6", "--img-size", "32", "--epochs", "1", "--batch-size", "4",
+                                       "--units", "8",
                                        "--val-split", "0", *options])
     assert result.exit_code == 0, result.output
     return run_dir

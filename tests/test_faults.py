@@ -19,8 +19,8 @@ from seqvision.cli import main
 
 REPO = Path(__file__).parents[1]
 IMG = 16
-TRAIN_ARGS = ["--epochs", "1", "--img-size", str(IMG), "--seq-len", "4", "--val-split", "0", "--units", "8",
-              "--batch-size", "4"]
+TRAIN_ARGS = ["--backbone", "cnn", "--epochs", "1", "--img-size", str(IMG), "--seq-len", "4", "--val-split", "0",
+              "--units", "8", "--batch-size", "4"]
 
 
 def _frame_clips(root: Path, labels=("left", "right"), clips=2, frames=4) -> Path:

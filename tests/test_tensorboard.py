@@ -39,8 +39,9 @@ def test_video_run_logs_train_and_validation_scalars_per_epoch(tmp_path):
 
     make_demo_videos(tmp_path / "videos", clips_per_class=3, groups_per_class=3, classes=("move_left", "move_right"))
     run = tmp_path / "runs" / "video"
-    result = CliRunner().invoke(main, ["train", str(tmp_path / "videos"), "--out", str(run), "--seq-len", "4",
-                                       "--img-size", "32", "--epochs", "2", "--batch-size", "4", "--units", "8",
+    result = CliRunner().invoke(main, ["train", str(tmp_path / "videos"), "--out", str(run), "--backbone", "cnn",
+                                       "--seq-len", "4", "--img-size", "32", "--epochs", "2", "--batch-size", "4",
+                                       "--units", "8",
                                        "--val-split", "0.34", "--lr", "0.01"])
     assert result.exit_code == 0, result.output
     _check_epochs(run / "logs" / "train", EPOCH_SCALARS, 2, lr=0.01)

@@ -292,7 +292,7 @@ def test_train_with_the_change_stream_then_evaluate_and_refuse_it_for_the_cnn(tm
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["n"] == 8
     refused = runner.invoke(main, ["train", str(data), "--out", str(tmp_path / "cnn"), "--change-stream",
-                                   "--img-size", str(IMG), "--seq-len", "4", "--epochs", "1"])
+                                   "--backbone", "cnn", "--img-size", str(IMG), "--seq-len", "4", "--epochs", "1"])
     assert refused.exit_code != 0 and "change stream is for frozen pretrained backbones" in refused.output
     assert "Traceback" not in refused.output and not (tmp_path / "cnn" / "model.keras").exists()
 
