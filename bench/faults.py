@@ -73,8 +73,8 @@ def commands(data: dict) -> dict:
                                        "--jobs", "2"],
         "embed": lambda out: ["embed", data["frames"], "--out", out, "--weights", data["weights"],
                               "--img-size", "32", "--seq-len", "8", "--batch-frames", "16"],
-        "train": lambda out: ["train", data["frames"], "--out", out, "--epochs", "4", "--img-size", "16",
-                              "--seq-len", "4", "--units", "8", "--batch-size", "4", "--val-split", "0"],
+        "train": lambda out: ["train", data["frames"], "--out", out, "--backbone", "cnn", "--epochs", "4",
+                              "--img-size", "16", "--seq-len", "4", "--units", "8", "--batch-size", "4", "--val-split", "0"],
         "train-skeleton": lambda out: ["train-skeleton", data["skeleton"], "--out", out, "--epochs", "4",
                                        "--units", "8", "--batch-size", "8", "--seq-len", "8", "--val-fraction", "0"],
     }

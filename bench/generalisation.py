@@ -367,8 +367,12 @@ def write_table(results: list[dict]) -> None:
     lines = ["# Generalisation table", "",
              "Test accuracy on held-out groups (`python bench/generalisation.py`); role `select` = used to choose "
              "the defaults, `report` = measured only. Mean over seeds, then each seed; accuracy = `evaluate --views 1`, "
-             "`views4` = `evaluate --views 4` (the default from 2026-12-06); train time on 2 CPU cores (other jobs may have shared them). A method other than "
-             "`defaults` is one change to the defaults of the commit it ran on (see `generalisation_notes.md`).", "",
+             "`views4` = `evaluate --views 4` (the default from 2026-12-06); train time on 2 CPU cores (other jobs may "
+             "have shared them). Video: `defaults` = `seqvision train` with no options (the frozen ImageNet MobileNetV2 "
+             "since 2026-12-06, the same settings as `mobilenet`), `cnn` = `--backbone cnn` with its defaults (the "
+             "default backbone before; rows of that time were named `defaults`); `mobilenet_*` rows are one change to "
+             "`mobilenet`, the other seqvision rows one change to `cnn`, at the commit they ran on (see "
+             "`generalisation_notes.md`).", "",
              "| dataset | role | method | accuracy (mean) | seeds | views4 (mean) | train s (mean) | commit |",
              "|---|---|---|---|---|---|---|---|"]
     for (dataset, method), by_seed in sorted(rows.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])):

@@ -150,13 +150,13 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
 def train_command(data_dir, run_dir, overwrite, **options):
     """Train a video classifier (frame backbone + temporal head) on DATA_DIR (videos or frame folders in
     <label>/ subfolders)."""
-    from seqvision.training import VideoTrainConfig, train_video
-
     if options["motion"] is None:
         options.pop("motion")
     elif "channels" not in BACKBONES[options["backbone"]].options:
         raise click.UsageError(f"--motion is for --backbone cnn; {options['backbone']} embeds the frames "
                                "(--change-stream adds their change images)")
+    from seqvision.training import VideoTrainConfig, train_video
+
     if options["flip_pairs"]:
         options["flip_pairs"] = [p for p in options["flip_pairs"].split(",") if p.strip()]
     best = train_video(VideoTrainConfig(data_dir=data_dir, **options), run_dir, overwrite)

@@ -246,6 +246,8 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path, overwrite: bool =
     spec = backbone_spec(config.backbone)
     if config.motion not in MOTION_INPUTS:
         raise SeqvisionError(f"unknown motion input {config.motion!r}; choose one of {', '.join(MOTION_INPUTS)}")
+    if config.motion != "flow" and "channels" not in spec.options:
+        raise SeqvisionError(f"motion input {config.motion!r} is for the cnn backbone; {spec.name} embeds the frames")
     if config.fine_tune_at is not None and not spec.fine_tunable:
         raise SeqvisionError(f"--fine-tune-at applies to pretrained backbones "
                              f"({', '.join(n for n, s in BACKBONES.items() if s.fine_tunable)}), not {spec.name}")

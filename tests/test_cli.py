@@ -103,6 +103,7 @@ def test_train_defaults_to_imagenet_mobilenet_and_says_what_to_do_offline(video_
 
     args = ["train", str(video_tree), "--out", str(tmp_path / "run"), "--img-size", "32", "--seq-len", "4",
             "--epochs", "1", "--train-views", "1", "--val-split", "0"]
+    monkeypatch.setenv("SEQVISION_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(keras.applications, "MobileNetV2", offline)
     result = _runner().invoke(main, args)
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
@@ -121,6 +122,12 @@ def test_train_defaults_to_imagenet_mobilenet_and_says_what_to_do_offline(video_
 def test_motion_input_is_refused_for_a_frozen_backbone(video_tree, tmp_path):
     result = _runner().invoke(main, ["train", str(video_tree), "--out", str(tmp_path / "run"), "--motion", "diff"])
     assert result.exit_code == 2 and "--motion is for --backbone cnn" in result.output, result.output
+    assert not (tmp_path / "run").exists()
+    from seqvision.errors import SeqvisionError
+    from seqvision.training import VideoTrainConfig, train_video
+
+    with pytest.raises(SeqvisionError, match="'frames' is for the cnn backbone; mobilenet embeds the frames"):
+        train_video(VideoTrainConfig(data_dir=str(video_tree), motion="frames"), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
