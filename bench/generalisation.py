@@ -47,7 +47,7 @@ Masking + LSTM(64)), ``meanpool_logreg`` (mean feature + logistic regression), `
 default before 2026-12-05; ``mobilenet_trend`` rows ran before motion descriptors existed, so the same),
 ``mobilenet_noval`` / ``mobilenet_noval_wd10`` (``--val-split 0``, with weight decay 10), ``mobilenet_epochs60``,
 ``mobilenet_t32`` (32 sampled steps), ``mobilenet_views8`` (8 cached views per clip), ``mobilenet_change``
-(``--change-stream``: change images embedded too; ``mobilenet_moving_parts`` and ``mobilenet_grid2``, the
+(``--change-stream``: change images embedded too; ``mobilenet_change_l1_1e-1`` with ``--head-l1 0.1``; ``mobilenet_moving_parts`` and ``mobilenet_grid2``, the
 last feature map average-pooled on a 2x2 grid instead of globally, ran on uncommitted changes, see the
 notes of 2026-12-06), ``mobilenet_norefit``
 (``--no-refit``: the head of the run with validation clips held out, the default before the refit). The flow
@@ -311,7 +311,9 @@ MOBILENET_VARIANTS = {"mobilenet": {}, "mobilenet_lstm": {"head": "lstm"}, "mobi
                       # more cached temporal views per training clip
                       "mobilenet_t32": {"seq_len": 32}, "mobilenet_views8": {"train_views": 8},
                       # the frozen backbone also embeds each step's change image (TSN's RGB difference)
-                      "mobilenet_change": {"change_stream": True}}
+                      "mobilenet_change": {"change_stream": True},
+                      # the change stream doubles the embedding inputs of the L1 head: a stronger penalty with it
+                      "mobilenet_change_l1_1e-1": {"change_stream": True, "head_l1": 1e-1}}
 
 
 def run_one(dataset: str, method: str, seed: int, work: Path) -> dict:
