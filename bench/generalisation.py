@@ -334,11 +334,12 @@ def run_one(dataset: str, method: str, seed: int, work: Path) -> dict:
         return run_notebook_mobilenet(root, seed)
     if method == "meanpool_logreg":
         return run_meanpool_logreg(root, seed)
-    if method == "defaults":  # `seqvision train` with no options; the ImageNet file stands in for Keras' download
-        return run_seqvision_video(root, run_dir, seed, {"weights": str(WEIGHTS), "cache_dir": str(work / "cache")})
+    imagenet = {"weights": str(WEIGHTS), "cache_dir": str(work / "cache")}  # the file stands in for Keras' download
+    if method == "defaults":  # `seqvision train` with no options
+        return run_seqvision_video(root, run_dir, seed, imagenet)
     if method in MOBILENET_VARIANTS:
-        return run_seqvision_video(root, run_dir, seed, {"backbone": "mobilenet", "weights": str(WEIGHTS),
-                                                         "cache_dir": str(work / "cache"), **MOBILENET_VARIANTS[method]})
+        return run_seqvision_video(root, run_dir, seed,
+                                   {"backbone": "mobilenet", **imagenet, **MOBILENET_VARIANTS[method]})
     return run_seqvision_video(root, run_dir, seed, VIDEO_VARIANTS[method])
 
 
