@@ -172,10 +172,11 @@ def _make_wide_set(name: str, work: Path) -> Path:
     and every clip of the same generator run with seed 1 (other scenes, objects and nuisances; groups
     renamed ``g1NN``), linked, not copied. 160 test clips instead of 40 narrow the 95% interval from
     about +-0.09 to +-0.05."""
-    base = make_video_set(name.removesuffix("_wide"), work)
-    other = work / f"{name.removesuffix('_wide')}_seed1"
+    base_name = name.removesuffix("_wide")
+    base = make_video_set(base_name, work)
+    other = work / f"{base_name}_seed1"
     if not (other / "done").exists():
-        _load_generator(VIDEO_GENERATORS[name.removesuffix("_wide")]).make_dataset(other, seed=1)
+        _load_generator(VIDEO_GENERATORS[base_name]).make_dataset(other, seed=1)
         (other / "done").write_text("")
     root = work / name
     shutil.rmtree(root, ignore_errors=True)
@@ -408,10 +409,10 @@ def write_table(results: list[dict]) -> None:
              "default backbone before; rows of that time were named `defaults`); `mobilenet_*` rows are one change to "
              "`mobilenet`, the other seqvision rows one change to `cnn`, at the commit they ran on (see "
              "`generalisation_notes.md`).", "",
-             "How far apart two rows must be to differ: each synthetic video set has 40 test clips (one clip = 0.025), "
-             "`real` / `real_s1` / `real_s2` 58 test windows, `skel_synth` 144 and `skel_sides` / `skel_daily` 108 test "
+             "How far apart two rows must be to differ: each synthetic video set has 40 test clips (one clip = 0.025; "
+             "`appear_wide` / `handheld_wide` 160), `real` / `real_s1` / `real_s2` 58 test windows, `skel_synth` 144 and `skel_sides` / `skel_daily` 108 test "
              "clips. The seeds share the test clips, so they do not narrow this: a binomial 95% interval is about "
-             "+-0.09 around 0.90 with 40 clips and +-0.13 around 0.55 with 58.", "",
+             "+-0.09 around 0.90 with 40 clips, +-0.05 with 160 and +-0.13 around 0.55 with 58.", "",
              "| dataset | role | method | accuracy (mean) | seeds | views4 (mean) | train s (mean) | commit |",
              "|---|---|---|---|---|---|---|---|"]
     for (dataset, method), by_seed in sorted(rows.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])):

@@ -14,8 +14,8 @@ shifted ones, not the segment centres of ``evaluate --views 1``.
     python bench/head_probe.py --datasets appear,rotation --seeds 0,1,2,3,4 \
         --settings "{}" '{"feature_diff": false}' '{"l1": 0.1}'
 
-Each setting is a JSON object of ``build_sequence_classifier`` options (and ``epochs``,
-``weight_decay``) laid over the defaults of the frozen path.
+Each setting is a JSON object of ``build_sequence_classifier`` options (and ``epochs``, ``lr``,
+``weight_decay``, ``batch_size``) laid over the defaults of the frozen path.
 """
 from __future__ import annotations
 
@@ -40,14 +40,15 @@ VIEWS = 4
 
 def cached_features(dataset: str, work: Path) -> dict:
     """Cached ``[N, V, T, D]`` features, lengths and label indices of the train and test clips."""
-    from seqvision.backbones import build_backbone
+    from seqvision.backbones import backbone_spec, build_backbone
     from seqvision.datasets import find_clips
     from seqvision.embeddings import get_embedding_cache
     from seqvision.flow import FlowStatistics
     from seqvision.training import VideoTrainConfig, backbone_identity, backbone_options, default_flow_stats
 
     root = generalisation.make_video_set(dataset, work)
-    config = VideoTrainConfig(data_dir=str(root / "train"), weights=str(generalisation.WEIGHTS), img_size=224)
+    config = VideoTrainConfig(data_dir=str(root / "train"), weights=str(generalisation.WEIGHTS))
+    config.img_size = backbone_spec(config.backbone).default_img_size  # as train_video resolves it
     backbone = build_backbone(config.backbone, config.img_size, **backbone_options(config))
     flow_stats = FlowStatistics() if default_flow_stats(config.backbone) else None
     labels = sorted({clip.label for clip in find_clips(root / "train")})
