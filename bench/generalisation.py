@@ -348,7 +348,9 @@ MOBILENET_VARIANTS = {"mobilenet": {}, "mobilenet_lstm": {"head": "lstm"}, "mobi
                       # the frozen backbone also embeds each step's change image (TSN's RGB difference)
                       "mobilenet_change": {"change_stream": True},
                       # the change stream doubles the embedding inputs of the L1 head: a stronger penalty with it
-                      "mobilenet_change_l1_1e-1": {"change_stream": True, "head_l1": 1e-1}}
+                      "mobilenet_change_l1_1e-1": {"change_stream": True, "head_l1": 1e-1},
+                      # the flow statistics with the moving part's centre and flow (camera motion removed)
+                      "mobilenet_moving": {"moving_part": True}}
 
 
 def run_one(dataset: str, method: str, seed: int, work: Path) -> dict:

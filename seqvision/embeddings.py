@@ -93,7 +93,8 @@ def flow_stats_key(layer) -> dict | None:
     """What the flow statistics in a cache depend on: the layer's class and settings (None: none)."""
     if layer is None:
         return None
-    return {"class": type(layer).__name__, "size": layer.size, "grids": list(layer.grids)}
+    key = {"class": type(layer).__name__, "size": layer.size, "grids": list(layer.grids)}
+    return {**key, "moving_part": True} if layer.moving_part else key  # caches made before it keep their keys
 
 
 def _content_stat(path: Path) -> tuple[int, float]:

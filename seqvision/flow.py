@@ -104,6 +104,7 @@ def flow_channels(scales=FLOW_SCALES) -> int:
 
 
 FLOW_STAT_FIELDS = ("u", "v", "magnitude", "curl", "divergence", "expansion", "rotation")
+MOVING_PART_FIELDS = ("x", "y", "u", "v", "magnitude")
 
 
 @keras.saving.register_keras_serializable(package="seqvision")
@@ -116,14 +117,20 @@ class FlowStatistics(layers.Layer):
     its magnitude ``|u| + |v|``, curl and divergence (central differences), and its first moments
     about the region's centre, expansion ``x u + y v`` and rotation ``x v - y u`` (coordinates
     standardised per region; +x right, +y down). These say which way things move, turn, approach or
-    recede, whatever they look like: what a frozen image embedding hardly shows. No weights; step t
-    depends on steps t and t-1 only, so right padding never changes the real steps.
+    recede, whatever they look like: what a frozen image embedding hardly shows. ``moving_part``
+    adds, per scale, ``MOVING_PART_FIELDS`` of what moves against the frame (the flow minus its
+    median over the frame, i.e. camera shake and pans removed, each pixel weighted by its squared
+    magnitude): its centre ``x, y`` (-1..1, +x right, +y down), its flow ``u, v`` and the mean
+    magnitude. A small part rising or falling in a shaking view is hardly visible in the region
+    means; its centre's trend over time says which way it goes. No weights; step t depends on
+    steps t and t-1 only, so right padding never changes the real steps.
     """
 
-    def __init__(self, size: int = 64, grids=(2, 3), **kwargs):
+    def __init__(self, size: int = 64, grids=(2, 3), moving_part: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.size = int(size)
         self.grids = tuple(int(g) for g in grids)
+        self.moving_part = bool(moving_part)
         self.flow = LucasKanadeFlow(name="lucas_kanade")
 
     def build(self, input_shape):
@@ -182,16 +189,40 @@ class FlowStatistics(layers.Layer):
         stats = [region_mean(u, mean_w), region_mean(v, mean_w), region_mean(ops.abs(u) + ops.abs(v), mean_w),
                  region_mean(curl, mean_w), region_mean(divergence, mean_w),
                  region_mean(u, x_w) + region_mean(v, y_w), region_mean(v, x_w) - region_mean(u, y_w)]
-        stats = ops.stack(stats, axis=-1)  # [N, K, R, 7]
-        return ops.cast(ops.reshape(stats, (batch, steps, -1)), self.compute_dtype)
+        stats = ops.reshape(ops.stack(stats, axis=-1), (batch, steps, -1))  # [N, K, R, 7] per step
+        if self.moving_part:
+            part = moving_part_statistics(pixels(u), pixels(v), height, width)  # [N, K, 5]
+            stats = ops.concatenate([stats, ops.reshape(part, (batch, steps, -1))], axis=-1)
+        return ops.cast(stats, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[1], flow_statistics_dim(self.grids))
+        return (input_shape[0], input_shape[1], flow_statistics_dim(self.grids, moving_part=self.moving_part))
 
     def get_config(self):
-        return {**super().get_config(), "size": self.size, "grids": list(self.grids)}
+        return {**super().get_config(), "size": self.size, "grids": list(self.grids), "moving_part": self.moving_part}
 
 
-def flow_statistics_dim(grids=(2, 3), scales=FLOW_SCALES) -> int:
+def moving_part_statistics(u, v, height: int, width: int, eps: float = 1e-6):
+    """``MOVING_PART_FIELDS`` of the flow ``u, v`` (``[N, h*w, K]``, pixels row by row) against
+    its median over the frame: ``[N, K, 5]``. With nothing moving the centre and flow are 0."""
+    import numpy as np
+
+    u = u - ops.quantile(u, 0.5, axis=1, keepdims=True)
+    v = v - ops.quantile(v, 0.5, axis=1, keepdims=True)
+    weight = u * u + v * v
+    total = ops.mean(weight, axis=1) + eps  # [N, K]
+    ys, xs = np.mgrid[0:height, 0:width].astype("float32")
+    xs = ops.convert_to_tensor((xs.ravel() - (width - 1) / 2) / max((width - 1) / 2, 1))[None, :, None]
+    ys = ops.convert_to_tensor((ys.ravel() - (height - 1) / 2) / max((height - 1) / 2, 1))[None, :, None]
+
+    def weighted(field):
+        return ops.mean(weight * field, axis=1) / total
+
+    magnitude = ops.mean(ops.sqrt(weight), axis=1)
+    return ops.stack([weighted(xs), weighted(ys), weighted(u), weighted(v), magnitude], axis=-1)
+
+
+def flow_statistics_dim(grids=(2, 3), scales=FLOW_SCALES, moving_part: bool = False) -> int:
     """Length of :class:`FlowStatistics`' vector per step."""
-    return len(scales) * (1 + sum(g * g for g in grids)) * len(FLOW_STAT_FIELDS)
+    regions = len(scales) * (1 + sum(g * g for g in grids)) * len(FLOW_STAT_FIELDS)
+    return regions + (len(scales) * len(MOVING_PART_FIELDS) if moving_part else 0)

@@ -62,6 +62,7 @@ class VideoTrainConfig:
     feature_diff: bool = True  # per-frame vectors next to their change, before the temporal head
     flow_stats: bool | None = None  # each embedding next to Lucas-Kanade motion descriptors (flow.FlowStatistics);
     # None = default_flow_stats(backbone)
+    moving_part: bool = False  # flow statistics: also the centre and flow of what moves against the frame
     change_stream: bool = False  # frozen backbones: also embed each step's change image |frame_t - frame_t-1|
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     head_l1: float | None = None  # L1 penalty on the temporal head's output weights; None = default_head_l1(backbone)
@@ -305,7 +306,8 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
                         l1=config.head_l1)
     spec = backbone_spec(config.backbone)
     frame_options = dict(head_options, motion=config.motion if "channels" in spec.options else "frames",
-                         flow_stats=config.flow_stats, change_stream=config.change_stream)
+                         flow_stats=config.flow_stats, moving_part=config.moving_part,
+                         change_stream=config.change_stream)
 
     def frame_datasets():
         cache = resolve_cache(config.cache, len(train_clips) * config.train_views + len(val_clips), config.seq_len,
@@ -414,7 +416,7 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
 
     cache = get_embedding_cache(train_clips + val_clips, backbone, backbone_identity(config), config.seq_len,
                                 config.img_size, config.cache_dir, views=config.train_views,
-                                flow_stats=FlowStatistics() if config.flow_stats else None,
+                                flow_stats=FlowStatistics(moving_part=config.moving_part) if config.flow_stats else None,
                                 change_stream=config.change_stream)
     label_index = {name: i for i, name in enumerate(labels)}
     y = np.array([label_index.get(c["label"], -1) for c in cache.manifest["clips"]], np.int32)
@@ -446,7 +448,8 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
                                  run_dir, strategy, resuming)
     with strategy.scope():
         model = build_video_classifier(backbone, len(labels), config.img_size, flow_stats=config.flow_stats,
-                                       change_stream=config.change_stream, **head_options)
+                                       moving_part=config.moving_part, change_stream=config.change_stream,
+                                       **head_options)
         _copy_head(head, model)
     best = {**best, "phase": "head"}
     if is_chief(strategy):
