@@ -50,7 +50,9 @@ Masking + LSTM(64)), ``meanpool_logreg`` (mean feature + logistic regression), `
 default before 2026-12-05; ``mobilenet_trend`` rows ran before motion descriptors existed, so the same),
 ``mobilenet_noval`` / ``mobilenet_noval_wd10`` (``--val-split 0``, with weight decay 10), ``mobilenet_epochs60``,
 ``mobilenet_t32`` (32 sampled steps), ``mobilenet_views8`` (8 cached views per clip), ``mobilenet_change``
-(``--change-stream``: change images embedded too; ``mobilenet_change_l1_1e-1`` with ``--head-l1 0.1``; ``mobilenet_moving_parts`` and ``mobilenet_grid2``, the
+(``--change-stream``: change images embedded too; ``mobilenet_change_l1_1e-1`` with ``--head-l1 0.1``;
+``mobilenet_moving``: ``--moving-part``, the flow statistics with the centre and flow of what moves against the
+frame, added 2026-12-07; ``mobilenet_moving_parts`` and ``mobilenet_grid2``, the
 last feature map average-pooled on a 2x2 grid instead of globally, ran on uncommitted changes, see the
 notes of 2026-12-06), ``mobilenet_norefit``
 (``--no-refit``: the head of the run with validation clips held out, the default before the refit). The flow

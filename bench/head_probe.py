@@ -38,8 +38,9 @@ import generalisation  # noqa: E402  (datasets, the shared weights file)
 VIEWS = 4
 
 
-def cached_features(dataset: str, work: Path) -> dict:
-    """Cached ``[N, V, T, D]`` features, lengths and label indices of the train and test clips."""
+def cached_features(dataset: str, work: Path, overrides: dict | None = None) -> dict:
+    """Cached ``[N, V, T, D]`` features, lengths and label indices of the train and test clips
+    (``overrides``: ``VideoTrainConfig`` options of the cache, e.g. ``{"moving_part": true}``)."""
     from seqvision.backbones import backbone_spec, build_backbone
     from seqvision.datasets import find_clips
     from seqvision.embeddings import get_embedding_cache
@@ -47,10 +48,10 @@ def cached_features(dataset: str, work: Path) -> dict:
     from seqvision.training import VideoTrainConfig, backbone_identity, backbone_options, default_flow_stats
 
     root = generalisation.make_video_set(dataset, work)
-    config = VideoTrainConfig(data_dir=str(root / "train"), weights=str(generalisation.WEIGHTS))
+    config = VideoTrainConfig(data_dir=str(root / "train"), weights=str(generalisation.WEIGHTS), **(overrides or {}))
     config.img_size = backbone_spec(config.backbone).default_img_size  # as train_video resolves it
     backbone = build_backbone(config.backbone, config.img_size, **backbone_options(config))
-    flow_stats = FlowStatistics() if default_flow_stats(config.backbone) else None
+    flow_stats = FlowStatistics(moving_part=config.moving_part) if default_flow_stats(config.backbone) else None
     labels = sorted({clip.label for clip in find_clips(root / "train")})
     out = {"labels": labels}
     for split in ("train", "test"):
@@ -107,13 +108,14 @@ def main() -> None:
     parser.add_argument("--datasets", default="demo,rotation,appear")
     parser.add_argument("--settings", nargs="+", default=["{}"], help="JSON objects of head options")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--cache-options", default="{}", help="JSON: VideoTrainConfig options of the cached inputs")
     parser.add_argument("--work", default="/tmp/seqvision-generalisation", help="Data and caches.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     seeds = [int(s) for s in args.seeds.split(",")]
     print("| dataset | setting | each (mean) | 4 views (mean) | 4 views per seed |\n|---|---|---|---|---|")
     for dataset in args.datasets.split(","):
-        data = cached_features(dataset, Path(args.work))
+        data = cached_features(dataset, Path(args.work), json.loads(args.cache_options))
         for text in args.settings:
             setting = json.loads(text)
             scores = np.array([probe(data, setting, seed) for seed in seeds])

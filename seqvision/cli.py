@@ -118,6 +118,9 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
               help="Put motion descriptors of each frame (Lucas-Kanade flow: direction, turning, approaching, per "
               "region) next to its features; cached with the embeddings of a frozen backbone. "
               "[default: on with a frozen pretrained backbone, off with cnn]")
+@click.option("--moving-part/--no-moving-part", default=False, show_default=True,
+              help="With --flow-stats: also where the part that moves against the frame is and how it moves "
+              "(camera shake removed), per flow scale.")
 @click.option("--change-stream", is_flag=True,
               help="Frozen pretrained backbones: also embed each step's change image (3 x |frame - previous frame|) "
               "next to the frame, cached with the embeddings; twice the backbone calls (see bench/generalisation.md: "
@@ -185,6 +188,8 @@ def train_command(data_dir, run_dir, overwrite, **options):
 @click.option("--flow-stats/--no-flow-stats", default=True, show_default=True,
               help="Cache motion descriptors next to the embeddings (train --flow-stats must match to reuse the cache; "
               "ignored with an INDEX.csv).")
+@click.option("--moving-part/--no-moving-part", default=False, show_default=True,
+              help="With --flow-stats: the moving part's descriptors too (train --moving-part must match).")
 @click.option("--change-stream", is_flag=True,
               help="Cache the embeddings of each step's change image too (train --change-stream must match to reuse "
               "the cache; ignored with an INDEX.csv).")
@@ -200,7 +205,7 @@ def train_command(data_dir, run_dir, overwrite, **options):
 @click.option("--probe", is_flag=True, help="INDEX.csv: print a logistic-regression ROC-AUC and accuracy on val.")
 @friendly_errors
 def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, alpha, hub_handle, hub_input_range,
-                  views, batch_frames, flow_stats, change_stream,
+                  views, batch_frames, flow_stats, moving_part, change_stream,
                   **index_options):
     """Compute (or reuse) the frozen-backbone embedding cache of DATA_DIR.
 
@@ -221,7 +226,8 @@ def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, al
     model = build_backbone(backbone, img_size, **backbone_options(config))
     cache = get_embedding_cache(find_clips(data_dir), model, backbone_identity(config), seq_len, img_size,
                                 cache_root, views=views, batch_frames=batch_frames,
-                                flow_stats=FlowStatistics() if flow_stats else None, change_stream=change_stream)
+                                flow_stats=FlowStatistics(moving_part=moving_part) if flow_stats else None,
+                                change_stream=change_stream)
     click.echo(str(cache.path))
 
 

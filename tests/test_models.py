@@ -383,7 +383,50 @@ def test_flow_statistics_tell_direction_turning_and_approach_and_flip_with_time(
     assert np.abs(still).max() < 0.1
 
 
-def test_flow_statistics_next_to_embeddings_keep_masks_exact_and_match_the_cache(tmp_path):
+def _falling_part_clip(steps=10, side=96, fall_per_step=5, shake=1, seed=0):
+    """A small textured square falling over a textured view that shakes by up to ``shake`` px each step
+    (a hand-held camera): float32 ``[1, steps, side, side, 3]`` in 0..255."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    view = cv2.GaussianBlur(rng.uniform(0, 255, (side + 4 * shake, side + 4 * shake)).astype("float32"), (0, 0), 2.0)
+    part = cv2.GaussianBlur(rng.uniform(0, 255, (12, 12)).astype("float32"), (0, 0), 1.0)
+    frames = []
+    for t in range(steps):
+        dx, dy = rng.integers(-shake, shake + 1, 2)
+        frame = view[2 * shake + dy:2 * shake + dy + side, 2 * shake + dx:2 * shake + dx + side].copy()
+        top = 10 + fall_per_step * t
+        frame[top:top + 12, side // 2:side // 2 + 12] = part
+        frames.append(frame)
+    return np.repeat(np.stack(frames)[None, ..., None], 3, axis=-1)
+
+
+def test_moving_part_descriptor_follows_a_small_part_under_camera_shake():
+    """The moving part's centre goes down the frame as the part falls (up when the clip is reversed),
+    though the shake moves every pixel; without ``moving_part`` the vector is the region statistics alone."""
+    from seqvision.flow import MOVING_PART_FIELDS, FlowStatistics, flow_statistics_dim
+
+    plain, with_part = FlowStatistics(), FlowStatistics(moving_part=True)
+    clip = _falling_part_clip()
+    assert plain.compute_output_shape(clip.shape)[-1] == flow_statistics_dim()
+    stats = np.asarray(with_part(clip))
+    assert stats.shape == (1, clip.shape[1], flow_statistics_dim(moving_part=True))
+    np.testing.assert_allclose(stats[0, :, :flow_statistics_dim()], np.asarray(plain(clip))[0], atol=1e-6)
+    np.testing.assert_allclose(stats[0, 0], 0.0, atol=1e-6)  # no previous step: nothing moves
+    y = MOVING_PART_FIELDS.index("y")
+
+    def centre_y_trend(frames):  # least-squares slope of the finest scale's centre y over steps 1..
+        part = np.asarray(with_part(frames))[0, 1:, flow_statistics_dim():].reshape(frames.shape[1] - 1, -1, 5)
+        return np.polyfit(np.arange(len(part)), part[:, 0, y], 1)[0]
+
+    falling, rising = centre_y_trend(clip), centre_y_trend(clip[:, ::-1])
+    assert falling > 0.02 and rising < -0.02, (falling, rising)
+    for seed in (1, 2):  # other views and shakes
+        assert centre_y_trend(_falling_part_clip(seed=seed)) > 0.02
+
+
+@pytest.mark.parametrize("moving_part", [False, True])
+def test_flow_statistics_next_to_embeddings_keep_masks_exact_and_match_the_cache(tmp_path, moving_part):
     """The frame model with flow statistics = its head on [embedding, statistics] (what the cache
     stores), padding changes nothing, and the model saves and loads."""
     from seqvision.flow import FlowStatistics
@@ -392,18 +435,18 @@ def test_flow_statistics_next_to_embeddings_keep_masks_exact_and_match_the_cache
     keras.utils.set_random_seed(11)
     backbone = build_backbone("cnn", 32, filters=(8,), channels=3, pooling="gap")
     options = dict(head="trend", feature_diff=True)
-    stats_dim = FlowStatistics().compute_output_shape((None, None, 32, 32, 3))[-1]
+    stats_dim = FlowStatistics(moving_part=moving_part).compute_output_shape((None, None, 32, 32, 3))[-1]
     features_model = build_sequence_classifier(backbone.output_shape[-1] + stats_dim, 3, "features", **options)
     rng = np.random.default_rng(12)
-    for layer in features_model.layers:
-        layer.set_weights([rng.normal(size=w.shape).astype("float32") if "variance" not in w.path
+    for layer in features_model.layers:  # small enough that the probabilities do not saturate
+        layer.set_weights([rng.normal(0, 0.1, w.shape).astype("float32") if "variance" not in w.path
                            else rng.uniform(0.5, 2.0, w.shape).astype("float32") for w in layer.weights])
-    frame_model = build_video_classifier(backbone, 3, 32, flow_stats=True, **options)
+    frame_model = build_video_classifier(backbone, 3, 32, flow_stats=True, moving_part=moving_part, **options)
     _copy_head(features_model, frame_model)
     frames = np.concatenate([_turning_clip(degrees_per_step=3, steps=6, side=32),
                              _turning_clip(shift_xy=(1, 0), steps=6, side=32, seed=1)])
     embeddings = backbone.predict(frames.reshape(-1, 32, 32, 3), verbose=0).reshape(2, 6, -1)
-    cached = np.concatenate([embeddings, np.asarray(FlowStatistics()(frames))], axis=-1)
+    cached = np.concatenate([embeddings, np.asarray(FlowStatistics(moving_part=moving_part)(frames))], axis=-1)
     expected = features_model.predict({"features": cached, "mask": np.ones((2, 6), bool)}, verbose=0)
     unpadded = frame_model.predict({"frames": frames, "mask": np.ones((2, 6), bool)}, verbose=0)
     np.testing.assert_allclose(unpadded, expected, atol=1e-4)

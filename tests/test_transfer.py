@@ -1,6 +1,7 @@
 """MobileNetV2 from keras.applications and TF Hub, the embedding cache, fine-tuning."""
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import keras
@@ -218,6 +219,12 @@ def test_embedding_cache_with_flow_statistics_stores_them_after_the_embeddings(t
     reused = get_embedding_cache(clips[::-1], again, identity, 4, IMG, tmp_path / "cache", views=2,
                                  flow_stats=FlowStatistics())
     assert again.calls == 0 and reused.path == with_stats.path
+    moving = CountingBackbone(backbone.model)
+    with_part = get_embedding_cache(clips, moving, identity, 4, IMG, tmp_path / "cache", views=2,
+                                    flow_stats=FlowStatistics(moving_part=True))
+    assert moving.calls > 0 and with_part.path != with_stats.path  # more descriptors: another cache
+    assert with_part.features.shape[-1] == 8 + FlowStatistics(moving_part=True).compute_output_shape(
+        (None, None, IMG, IMG, 3))[-1] > with_stats.features.shape[-1]
 
 
 def test_embedding_cache_with_the_change_stream_stores_change_embeddings_between(tmp_path):
@@ -295,6 +302,33 @@ def test_train_with_the_change_stream_then_evaluate_and_refuse_it_for_the_cnn(tm
                                    "--backbone", "cnn", "--img-size", str(IMG), "--seq-len", "4", "--epochs", "1"])
     assert refused.exit_code != 0 and "change stream is for frozen pretrained backbones" in refused.output
     assert "Traceback" not in refused.output and not (tmp_path / "cnn" / "model.keras").exists()
+
+
+def test_embed_and_train_with_the_moving_part_share_one_cache_and_evaluate(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQVISION_CACHE_DIR", str(tmp_path / "cache"))
+    data = _write_frame_clips(tmp_path / "frames", clips_per_label=4)
+    runner = CliRunner()
+    size = ["--weights", "none", "--img-size", str(IMG), "--seq-len", "4"]
+    result = runner.invoke(main, ["embed", str(data), "--views", "4", "--moving-part", *size])
+    assert result.exit_code == 0, result.output
+    cache = Path(result.stdout.strip().splitlines()[-1])
+    built = (cache / "manifest.json").stat().st_mtime_ns
+    run = tmp_path / "run"
+    result = runner.invoke(main, ["train", str(data), "--out", str(run), "--backbone", "mobilenet", *size,
+                                  "--epochs", "1", "--moving-part"])
+    assert result.exit_code == 0, result.output
+    assert [p.parent for p in (tmp_path / "cache" / "embeddings").glob("*/manifest.json")] == [cache]
+    assert (cache / "manifest.json").stat().st_mtime_ns == built  # reused, not rebuilt
+    manifest = json.loads((cache / "manifest.json").read_text())
+    from seqvision import load_run
+
+    model = load_run(run).model
+    assert manifest["flow_stats"]["moving_part"] is True
+    assert manifest["embedding_dim"] == model.get_layer("features_and_flow_statistics").output.shape[-1]
+    assert model.get_layer("flow_statistics").moving_part is True
+    result = runner.invoke(main, ["evaluate", str(run), str(data), "--json", "--views", "2"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n"] == 8
 
 
 @pytest.mark.slow
