@@ -189,7 +189,7 @@ class FlowStatistics(layers.Layer):
         stats = [region_mean(u, mean_w), region_mean(v, mean_w), region_mean(ops.abs(u) + ops.abs(v), mean_w),
                  region_mean(curl, mean_w), region_mean(divergence, mean_w),
                  region_mean(u, x_w) + region_mean(v, y_w), region_mean(v, x_w) - region_mean(u, y_w)]
-        stats = ops.reshape(ops.stack(stats, axis=-1), (batch, steps, -1))  # [N, K, R, 7] per step
+        stats = ops.reshape(ops.stack(stats, axis=-1), (batch, steps, -1))  # [B, T, K * R * 7]
         if self.moving_part:
             part = moving_part_statistics(pixels(u), pixels(v), height, width)  # [N, K, 5]
             stats = ops.concatenate([stats, ops.reshape(part, (batch, steps, -1))], axis=-1)

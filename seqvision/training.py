@@ -416,7 +416,8 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
 
     cache = get_embedding_cache(train_clips + val_clips, backbone, backbone_identity(config), config.seq_len,
                                 config.img_size, config.cache_dir, views=config.train_views,
-                                flow_stats=FlowStatistics(moving_part=config.moving_part) if config.flow_stats else None,
+                                flow_stats=FlowStatistics(moving_part=config.moving_part) if config.flow_stats
+                                else None,
                                 change_stream=config.change_stream)
     label_index = {name: i for i, name in enumerate(labels)}
     y = np.array([label_index.get(c["label"], -1) for c in cache.manifest["clips"]], np.int32)
