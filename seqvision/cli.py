@@ -212,6 +212,8 @@ def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, al
     With an INDEX.csv (from seqvision index) instead: one vector per window, per split, into --out
     (X_<split>.npy, y_<split>.npy, rows_<split>.csv, manifest.json); resumable.
     """
+    if moving_part and not flow_stats:
+        raise click.UsageError("--moving-part adds to the flow statistics: it needs --flow-stats")
     settings = {"weights": weights, "alpha": alpha, "hub_handle": hub_handle, "hub_input_range": hub_input_range}
     if os.path.isfile(data_dir):
         return _embed_index(data_dir, cache_root, backbone, seq_len, img_size, batch_frames, settings, **index_options)

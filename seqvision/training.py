@@ -275,6 +275,9 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path, overwrite: bool =
         from seqvision.labels import mirror_classes
 
         mirror_classes(config.flip_pairs, labels)  # an unknown class is refused before anything is written
+    if config.moving_part and not config.flow_stats:
+        raise SeqvisionError("--moving-part adds to the flow statistics: it needs --flow-stats (the default with a "
+                             "frozen pretrained backbone)")
     if config.change_stream and not spec.frozen:
         raise SeqvisionError(f"the change stream is for frozen pretrained backbones; {spec.name} sees motion "
                              f"through --motion")

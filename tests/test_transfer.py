@@ -329,6 +329,14 @@ def test_embed_and_train_with_the_moving_part_share_one_cache_and_evaluate(tmp_p
     result = runner.invoke(main, ["evaluate", str(run), str(data), "--json", "--views", "2"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["n"] == 8
+    # Without flow statistics there is nothing to add the moving part to: refused, not ignored.
+    for args in (["embed", str(data), "--moving-part", "--no-flow-stats", *size],
+                 ["train", str(data), "--out", str(tmp_path / "cnn"), "--backbone", "cnn", "--moving-part",
+                  "--img-size", str(IMG), "--seq-len", "4", "--epochs", "1"]):
+        refused = runner.invoke(main, args)
+        assert refused.exit_code != 0 and "--moving-part adds to the flow statistics" in refused.output, args
+        assert "Traceback" not in refused.output
+    assert not (tmp_path / "cnn" / "model.keras").exists()
 
 
 @pytest.mark.slow
