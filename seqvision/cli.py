@@ -121,6 +121,9 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
 @click.option("--moving-part/--no-moving-part", default=False, show_default=True,
               help="With --flow-stats: also where the part that moves against the frame is and how it moves "
               "(camera shake removed), per flow scale.")
+@click.option("--brightness-norm/--no-brightness-norm", default=False, show_default=True,
+              help="With --flow-stats: standardise each frame's brightness before the flow, so flicker and exposure "
+              "changes do not read as motion (see bench/generalisation_notes.md).")
 @click.option("--change-stream", is_flag=True,
               help="Frozen pretrained backbones: also embed each step's change image (3 x |frame - previous frame|) "
               "next to the frame, cached with the embeddings; twice the backbone calls (see bench/generalisation.md: "
@@ -190,6 +193,8 @@ def train_command(data_dir, run_dir, overwrite, **options):
               "ignored with an INDEX.csv).")
 @click.option("--moving-part/--no-moving-part", default=False, show_default=True,
               help="With --flow-stats: the moving part's descriptors too (train --moving-part must match).")
+@click.option("--brightness-norm/--no-brightness-norm", default=False, show_default=True,
+              help="With --flow-stats: flow of brightness-standardised frames (train --brightness-norm must match).")
 @click.option("--change-stream", is_flag=True,
               help="Cache the embeddings of each step's change image too (train --change-stream must match to reuse "
               "the cache; ignored with an INDEX.csv).")
@@ -205,30 +210,32 @@ def train_command(data_dir, run_dir, overwrite, **options):
 @click.option("--probe", is_flag=True, help="INDEX.csv: print a logistic-regression ROC-AUC and accuracy on val.")
 @friendly_errors
 def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, alpha, hub_handle, hub_input_range,
-                  views, batch_frames, flow_stats, moving_part, change_stream,
+                  views, batch_frames, flow_stats, moving_part, brightness_norm, change_stream,
                   **index_options):
     """Compute (or reuse) the frozen-backbone embedding cache of DATA_DIR.
 
     With an INDEX.csv (from seqvision index) instead: one vector per window, per split, into --out
     (X_<split>.npy, y_<split>.npy, rows_<split>.csv, manifest.json); resumable.
     """
-    if moving_part and not flow_stats:
-        raise click.UsageError("--moving-part adds to the flow statistics: it needs --flow-stats")
+    for option, value in (("--moving-part", moving_part), ("--brightness-norm", brightness_norm)):
+        if value and not flow_stats:
+            raise click.UsageError(f"{option} changes the flow statistics: it needs --flow-stats")
     settings = {"weights": weights, "alpha": alpha, "hub_handle": hub_handle, "hub_input_range": hub_input_range}
     if os.path.isfile(data_dir):
         return _embed_index(data_dir, cache_root, backbone, seq_len, img_size, batch_frames, settings, **index_options)
     from seqvision.backbones import build_backbone
     from seqvision.datasets import find_clips
     from seqvision.embeddings import get_embedding_cache
-    from seqvision.flow import FlowStatistics
-    from seqvision.training import VideoTrainConfig, backbone_identity, backbone_options
+    from seqvision.training import VideoTrainConfig, backbone_identity, backbone_options, flow_statistics_layer
 
     img_size = img_size or BACKBONES[backbone].default_img_size
-    config = VideoTrainConfig(data_dir=data_dir, backbone=backbone, seq_len=seq_len, img_size=img_size, **settings)
+    config = VideoTrainConfig(data_dir=data_dir, backbone=backbone, seq_len=seq_len, img_size=img_size,
+                              flow_stats=flow_stats, moving_part=moving_part, brightness_norm=brightness_norm,
+                              **settings)
     model = build_backbone(backbone, img_size, **backbone_options(config))
     cache = get_embedding_cache(find_clips(data_dir), model, backbone_identity(config), seq_len, img_size,
                                 cache_root, views=views, batch_frames=batch_frames,
-                                flow_stats=FlowStatistics(moving_part=moving_part) if flow_stats else None,
+                                flow_stats=flow_statistics_layer(config),
                                 change_stream=change_stream)
     click.echo(str(cache.path))
 

@@ -94,7 +94,9 @@ def flow_stats_key(layer) -> dict | None:
     if layer is None:
         return None
     key = {"class": type(layer).__name__, "size": layer.size, "grids": list(layer.grids)}
-    return {**key, "moving_part": True} if layer.moving_part else key  # caches made before it keep their keys
+    # Options added later enter the key only when on: caches made before them keep their keys.
+    key = {**key, "moving_part": True} if layer.moving_part else key
+    return {**key, "brightness_norm": True} if layer.brightness_norm else key
 
 
 def _content_stat(path: Path) -> tuple[int, float]:

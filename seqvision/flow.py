@@ -105,6 +105,7 @@ def flow_channels(scales=FLOW_SCALES) -> int:
 
 FLOW_STAT_FIELDS = ("u", "v", "magnitude", "curl", "divergence", "expansion", "rotation")
 MOVING_PART_FIELDS = ("x", "y", "u", "v", "magnitude")
+BRIGHTNESS_SPREAD = 50.0  # grey standard deviation (0..255) of a frame after standardise_brightness
 
 
 @keras.saving.register_keras_serializable(package="seqvision")
@@ -122,15 +123,19 @@ class FlowStatistics(layers.Layer):
     median over the frame, i.e. camera shake and pans removed, each pixel weighted by its squared
     magnitude): its centre ``x, y`` (-1..1, +x right, +y down), its flow ``u, v`` and the mean
     magnitude. A small part rising or falling in a shaking view is hardly visible in the region
-    means; its centre's trend over time says which way it goes. No weights; step t depends on
+    means; its centre's trend over time says which way it goes. ``brightness_norm`` standardises
+    each frame's grey level (mean and spread over the frame) before the flow, so flicker and exposure
+    changes, which brightness constancy reads as motion, drop out. No weights; step t depends on
     steps t and t-1 only, so right padding never changes the real steps.
     """
 
-    def __init__(self, size: int = 64, grids=(2, 3), moving_part: bool = False, **kwargs):
+    def __init__(self, size: int = 64, grids=(2, 3), moving_part: bool = False, brightness_norm: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.size = int(size)
         self.grids = tuple(int(g) for g in grids)
         self.moving_part = bool(moving_part)
+        self.brightness_norm = bool(brightness_norm)
         self.flow = LucasKanadeFlow(name="lucas_kanade")
 
     def build(self, input_shape):
@@ -169,6 +174,8 @@ class FlowStatistics(layers.Layer):
             flat = ops.reshape(ops.cast(frames, "float32"), (-1, side, frames.shape[3], 3))
             pooled = ops.average_pool(flat, factor, factor)
             frames = ops.reshape(pooled, (batch, steps, pooled.shape[1], pooled.shape[2], 3))
+        if self.brightness_norm:
+            frames = standardise_brightness(frames)
         coded = ops.cast(self.flow(frames), "float32") / 127.5 - 1.0  # [B, T, h, w, 2K]
         height, width, channels = coded.shape[2], coded.shape[3], coded.shape[4]
         mean_w, x_w, y_w = self._region_matrices(height, width)
@@ -199,7 +206,18 @@ class FlowStatistics(layers.Layer):
         return (input_shape[0], input_shape[1], flow_statistics_dim(self.grids, moving_part=self.moving_part))
 
     def get_config(self):
-        return {**super().get_config(), "size": self.size, "grids": list(self.grids), "moving_part": self.moving_part}
+        return {**super().get_config(), "size": self.size, "grids": list(self.grids), "moving_part": self.moving_part,
+                "brightness_norm": self.brightness_norm}
+
+
+def standardise_brightness(frames, spread: float = BRIGHTNESS_SPREAD, eps: float = 1e-3):
+    """Each frame of ``[B, T, H, W, 3]`` (0..255) shifted and scaled so that its grey level has mean
+    127.5 and standard deviation ``spread`` over the frame: a global brightness or contrast change
+    between frames leaves no trace. A flat frame (e.g. padding) becomes flat 127.5."""
+    frames = ops.cast(frames, "float32")
+    mean = ops.mean(frames, axis=(2, 3, 4), keepdims=True)
+    std = ops.std(ops.mean(frames, axis=-1, keepdims=True), axis=(2, 3, 4), keepdims=True)
+    return (frames - mean) / (std + eps) * spread + 127.5
 
 
 def moving_part_statistics(u, v, height: int, width: int, eps: float = 1e-6):

@@ -63,6 +63,7 @@ class VideoTrainConfig:
     flow_stats: bool | None = None  # each embedding next to Lucas-Kanade motion descriptors (flow.FlowStatistics);
     # None = default_flow_stats(backbone)
     moving_part: bool = False  # flow statistics: also the centre and flow of what moves against the frame
+    brightness_norm: bool = False  # flow statistics: each frame's grey level standardised before the flow
     change_stream: bool = False  # frozen backbones: also embed each step's change image |frame_t - frame_t-1|
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     head_l1: float | None = None  # L1 penalty on the temporal head's output weights; None = default_head_l1(backbone)
@@ -219,6 +220,15 @@ def default_flow_stats(backbone: str) -> bool:
     return backbone_spec(backbone).frozen
 
 
+def flow_statistics_layer(config: VideoTrainConfig):
+    """The :class:`seqvision.flow.FlowStatistics` a run's per-step vectors get (None without flow statistics)."""
+    from seqvision.flow import FlowStatistics
+
+    if not config.flow_stats:
+        return None
+    return FlowStatistics(moving_part=config.moving_part, brightness_norm=config.brightness_norm)
+
+
 def default_head_l1(backbone: str) -> float:
     """The L1 penalty on the temporal head's output weights unless told: 3e-2 on a frozen pretrained
     backbone, whose linear head sees thousands of pooled inputs from a few hundred clips, most of
@@ -275,9 +285,10 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path, overwrite: bool =
         from seqvision.labels import mirror_classes
 
         mirror_classes(config.flip_pairs, labels)  # an unknown class is refused before anything is written
-    if config.moving_part and not config.flow_stats:
-        raise SeqvisionError("--moving-part adds to the flow statistics: it needs --flow-stats (the default with a "
-                             "frozen pretrained backbone)")
+    for option in ("moving_part", "brightness_norm"):
+        if getattr(config, option) and not config.flow_stats:
+            raise SeqvisionError(f"--{option.replace('_', '-')} changes the flow statistics: it needs --flow-stats "
+                                 "(the default with a frozen pretrained backbone)")
     if config.change_stream and not spec.frozen:
         raise SeqvisionError(f"the change stream is for frozen pretrained backbones; {spec.name} sees motion "
                              f"through --motion")
@@ -310,6 +321,7 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
     spec = backbone_spec(config.backbone)
     frame_options = dict(head_options, motion=config.motion if "channels" in spec.options else "frames",
                          flow_stats=config.flow_stats, moving_part=config.moving_part,
+                         brightness_norm=config.brightness_norm,
                          change_stream=config.change_stream)
 
     def frame_datasets():
@@ -415,13 +427,9 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
             return keras.models.load_model(Path(run_dir) / "model.keras"), best
     log.info("the head trains on cached embeddings of unaugmented frames; crop%s augmentation applies only "
              "when frames are fed (cnn backbone, fine-tuning)", " and flip" if config.flip else "")
-    from seqvision.flow import FlowStatistics
-
     cache = get_embedding_cache(train_clips + val_clips, backbone, backbone_identity(config), config.seq_len,
                                 config.img_size, config.cache_dir, views=config.train_views,
-                                flow_stats=FlowStatistics(moving_part=config.moving_part) if config.flow_stats
-                                else None,
-                                change_stream=config.change_stream)
+                                flow_stats=flow_statistics_layer(config), change_stream=config.change_stream)
     label_index = {name: i for i, name in enumerate(labels)}
     y = np.array([label_index.get(c["label"], -1) for c in cache.manifest["clips"]], np.int32)
     train_rows, val_rows = (rows[cache.lengths[rows] > 0] for rows in (cache.rows_for(train_clips),
@@ -452,7 +460,8 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
                                  run_dir, strategy, resuming)
     with strategy.scope():
         model = build_video_classifier(backbone, len(labels), config.img_size, flow_stats=config.flow_stats,
-                                       moving_part=config.moving_part, change_stream=config.change_stream,
+                                       moving_part=config.moving_part, brightness_norm=config.brightness_norm,
+                                       change_stream=config.change_stream,
                                        **head_options)
         _copy_head(head, model)
     best = {**best, "phase": "head"}

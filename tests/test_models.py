@@ -425,8 +425,37 @@ def test_moving_part_descriptor_follows_a_small_part_under_camera_shake():
         assert centre_y_trend(_falling_part_clip(seed=seed)) > 0.02
 
 
-@pytest.mark.parametrize("moving_part", [False, True])
-def test_flow_statistics_next_to_embeddings_keep_masks_exact_and_match_the_cache(tmp_path, moving_part):
+def test_brightness_norm_ignores_flicker_and_keeps_the_motion():
+    """With ``brightness_norm`` a per-frame gain and offset of the brightness (flicker, auto exposure)
+    changes nothing, where the plain statistics read it as motion; a real shift still shows."""
+    from seqvision.flow import FLOW_STAT_FIELDS, FlowStatistics
+
+    rng = np.random.default_rng(3)
+    steps = 8
+    gains, offsets = rng.uniform(0.75, 1.25, steps), rng.uniform(-20, 20, steps)
+
+    def flicker(clip):
+        return clip * gains[None, :, None, None, None] + offsets[None, :, None, None, None]
+
+    plain, steady = FlowStatistics(), FlowStatistics(brightness_norm=True)
+    still = np.repeat(_falling_part_clip(steps=steps, fall_per_step=0, shake=0)[:, :1], steps, axis=1)
+    magnitude = FLOW_STAT_FIELDS.index("magnitude")
+
+    def whole_frame_magnitude(stats):  # finest scale, whole frame, steps 1..
+        return stats[0, 1:].reshape(steps - 1, 3, -1, len(FLOW_STAT_FIELDS))[:, 0, 0, magnitude]
+
+    assert 64 < still.min() and flicker(still).max() < 255 and flicker(still).min() > 0  # no clipping
+    assert whole_frame_magnitude(np.asarray(plain(still))).max() < 1e-4
+    assert whole_frame_magnitude(np.asarray(plain(flicker(still)))).min() > 0.01  # flicker read as motion
+    np.testing.assert_allclose(np.asarray(steady(flicker(still))), 0.0, atol=1e-4)
+    moving = _falling_part_clip(steps=steps, shake=0)
+    np.testing.assert_allclose(np.asarray(steady(flicker(moving))), np.asarray(steady(moving)), atol=1e-4)
+    assert whole_frame_magnitude(np.asarray(steady(moving))).min() > 0.001
+
+
+@pytest.mark.parametrize("moving_part, brightness_norm", [(False, False), (True, False), (False, True)])
+def test_flow_statistics_next_to_embeddings_keep_masks_exact_and_match_the_cache(tmp_path, moving_part,
+                                                                                 brightness_norm):
     """The frame model with flow statistics = its head on [embedding, statistics] (what the cache
     stores), padding changes nothing, and the model saves and loads."""
     from seqvision.flow import FlowStatistics
@@ -435,18 +464,20 @@ def test_flow_statistics_next_to_embeddings_keep_masks_exact_and_match_the_cache
     keras.utils.set_random_seed(11)
     backbone = build_backbone("cnn", 32, filters=(8,), channels=3, pooling="gap")
     options = dict(head="trend", feature_diff=True)
-    stats_dim = FlowStatistics(moving_part=moving_part).compute_output_shape((None, None, 32, 32, 3))[-1]
+    flow_stats = FlowStatistics(moving_part=moving_part, brightness_norm=brightness_norm)
+    stats_dim = flow_stats.compute_output_shape((None, None, 32, 32, 3))[-1]
     features_model = build_sequence_classifier(backbone.output_shape[-1] + stats_dim, 3, "features", **options)
     rng = np.random.default_rng(12)
     for layer in features_model.layers:  # small enough that the probabilities do not saturate
         layer.set_weights([rng.normal(0, 0.1, w.shape).astype("float32") if "variance" not in w.path
                            else rng.uniform(0.5, 2.0, w.shape).astype("float32") for w in layer.weights])
-    frame_model = build_video_classifier(backbone, 3, 32, flow_stats=True, moving_part=moving_part, **options)
+    frame_model = build_video_classifier(backbone, 3, 32, flow_stats=True, moving_part=moving_part,
+                                         brightness_norm=brightness_norm, **options)
     _copy_head(features_model, frame_model)
     frames = np.concatenate([_turning_clip(degrees_per_step=3, steps=6, side=32),
                              _turning_clip(shift_xy=(1, 0), steps=6, side=32, seed=1)])
     embeddings = backbone.predict(frames.reshape(-1, 32, 32, 3), verbose=0).reshape(2, 6, -1)
-    cached = np.concatenate([embeddings, np.asarray(FlowStatistics(moving_part=moving_part)(frames))], axis=-1)
+    cached = np.concatenate([embeddings, np.asarray(flow_stats(frames))], axis=-1)
     expected = features_model.predict({"features": cached, "mask": np.ones((2, 6), bool)}, verbose=0)
     unpadded = frame_model.predict({"frames": frames, "mask": np.ones((2, 6), bool)}, verbose=0)
     np.testing.assert_allclose(unpadded, expected, atol=1e-4)

@@ -225,6 +225,11 @@ def test_embedding_cache_with_flow_statistics_stores_them_after_the_embeddings(t
     assert moving.calls > 0 and with_part.path != with_stats.path  # more descriptors: another cache
     assert with_part.features.shape[-1] == 8 + FlowStatistics(moving_part=True).compute_output_shape(
         (None, None, IMG, IMG, 3))[-1] > with_stats.features.shape[-1]
+    steady = CountingBackbone(backbone.model)
+    normalised = get_embedding_cache(clips, steady, identity, 4, IMG, tmp_path / "cache", views=2,
+                                     flow_stats=FlowStatistics(brightness_norm=True))
+    assert steady.calls > 0 and normalised.path not in (with_stats.path, with_part.path)  # other statistics
+    assert normalised.features.shape == with_stats.features.shape
 
 
 def test_embedding_cache_with_the_change_stream_stores_change_embeddings_between(tmp_path):
@@ -304,18 +309,20 @@ def test_train_with_the_change_stream_then_evaluate_and_refuse_it_for_the_cnn(tm
     assert "Traceback" not in refused.output and not (tmp_path / "cnn" / "model.keras").exists()
 
 
-def test_embed_and_train_with_the_moving_part_share_one_cache_and_evaluate(tmp_path, monkeypatch):
+@pytest.mark.parametrize("option", ["moving_part", "brightness_norm"])
+def test_embed_and_train_with_a_flow_statistics_option_share_one_cache_and_evaluate(tmp_path, monkeypatch, option):
+    flag = "--" + option.replace("_", "-")
     monkeypatch.setenv("SEQVISION_CACHE_DIR", str(tmp_path / "cache"))
     data = _write_frame_clips(tmp_path / "frames", clips_per_label=4)
     runner = CliRunner()
     size = ["--weights", "none", "--img-size", str(IMG), "--seq-len", "4"]
-    result = runner.invoke(main, ["embed", str(data), "--views", "4", "--moving-part", *size])
+    result = runner.invoke(main, ["embed", str(data), "--views", "4", flag, *size])
     assert result.exit_code == 0, result.output
     cache = Path(result.stdout.strip().splitlines()[-1])
     built = (cache / "manifest.json").stat().st_mtime_ns
     run = tmp_path / "run"
     result = runner.invoke(main, ["train", str(data), "--out", str(run), "--backbone", "mobilenet", *size,
-                                  "--epochs", "1", "--moving-part"])
+                                  "--epochs", "1", flag])
     assert result.exit_code == 0, result.output
     assert [p.parent for p in (tmp_path / "cache" / "embeddings").glob("*/manifest.json")] == [cache]
     assert (cache / "manifest.json").stat().st_mtime_ns == built  # reused, not rebuilt
@@ -323,18 +330,18 @@ def test_embed_and_train_with_the_moving_part_share_one_cache_and_evaluate(tmp_p
     from seqvision import load_run
 
     model = load_run(run).model
-    assert manifest["flow_stats"]["moving_part"] is True
+    assert manifest["flow_stats"][option] is True
     assert manifest["embedding_dim"] == model.get_layer("features_and_flow_statistics").output.shape[-1]
-    assert model.get_layer("flow_statistics").moving_part is True
+    assert getattr(model.get_layer("flow_statistics"), option) is True
     result = runner.invoke(main, ["evaluate", str(run), str(data), "--json", "--views", "2"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["n"] == 8
-    # Without flow statistics there is nothing to add the moving part to: refused, not ignored.
-    for args in (["embed", str(data), "--moving-part", "--no-flow-stats", *size],
-                 ["train", str(data), "--out", str(tmp_path / "cnn"), "--backbone", "cnn", "--moving-part",
+    # Without flow statistics there is nothing for the option to change: refused, not ignored.
+    for args in (["embed", str(data), flag, "--no-flow-stats", *size],
+                 ["train", str(data), "--out", str(tmp_path / "cnn"), "--backbone", "cnn", flag,
                   "--img-size", str(IMG), "--seq-len", "4", "--epochs", "1"]):
         refused = runner.invoke(main, args)
-        assert refused.exit_code != 0 and "--moving-part adds to the flow statistics" in refused.output, args
+        assert refused.exit_code != 0 and f"{flag} changes the flow statistics" in refused.output, args
         assert "Traceback" not in refused.output
     assert not (tmp_path / "cnn" / "model.keras").exists()
 
