@@ -19,9 +19,15 @@ other and of ``seqvision.demo``, see ``bench/generators/``):
     real_s1     report  the same windows' source videos split another way (generator seed 1, 2;
     real_s2             "real" is seed 0): 5 test sources per split, so three splits measure
                         the task on more than one draw of test videos
-    appear_wide report  appear's / handheld's training clips, 160 test clips: their own 40 and all
+    appear_wide         appear's / handheld's training clips, 160 test clips: their own 40 and all
     handheld_wide       120 clips of the generator run with seed 1 (added 2026-12-07: 40 test
-                        clips give a 95% interval of +-0.09 around 0.90, 160 of +-0.05)
+                        clips give a 95% interval of +-0.09 around 0.90, 160 of +-0.05);
+    rotation_wide,      likewise for rotation and particles (added 2026-12-07, later). Role: that of
+    particles_wide      their generator (rotation_wide and appear_wide select since 2026-12-07, later)
+    <set>_draw2 .. 4    another draw of training clips: the training split of <set>'s generator run
+                        with seed 2, 3 or 4 (other scenes), tested on <set>_wide's 160 clips (added
+                        2026-12-07, later: one draw of training scenes decides much of a set's figure);
+                        role of <set>
     skel_synth  select  seqvision's skeleton generator (time-reversed pairs)
     skel_sides  report  side-specific classes (raise left vs right arm, ...)
     skel_daily  report  everyday actions with time-reversed pairs, two persons
@@ -52,7 +58,8 @@ default before 2026-12-05; ``mobilenet_trend`` rows ran before motion descriptor
 ``mobilenet_t32`` (32 sampled steps), ``mobilenet_views8`` (8 cached views per clip), ``mobilenet_change``
 (``--change-stream``: change images embedded too; ``mobilenet_change_l1_1e-1`` with ``--head-l1 0.1``;
 ``mobilenet_moving``: ``--moving-part``, the flow statistics with the centre and flow of what moves against the
-frame, added 2026-12-07; ``mobilenet_moving_parts`` and ``mobilenet_grid2``, the
+frame, added 2026-12-07; ``mobilenet_brightness``: ``--brightness-norm``, the flow statistics of frames whose
+brightness is standardised, added 2026-12-07 (later); ``mobilenet_moving_parts`` and ``mobilenet_grid2``, the
 last feature map average-pooled on a 2x2 grid instead of globally, ran on uncommitted changes, see the
 notes of 2026-12-06), ``mobilenet_norefit``
 (``--no-refit``: the head of the run with validation clips held out, the default before the refit). The flow
@@ -96,10 +103,12 @@ TABLE = HERE / "generalisation.md"
 
 VIDEO_SETS = {"demo": "select", "rotation": "select", "appear": "select", "handheld": "report", "particles": "report",
               "real": "report", "real_s1": "report", "real_s2": "report",
-              # the same training clips, 160 test clips (make_video_set): measured only
-              "appear_wide": "report", "handheld_wide": "report"}
+              # the same training clips, 160 test clips (make_video_set): the role of their generator (2026-12-07, later)
+              "rotation_wide": "select", "appear_wide": "select", "handheld_wide": "report", "particles_wide": "report"}
 VIDEO_GENERATORS = {"rotation": "video_rotation", "appear": "video_appear", "handheld": "video_handheld",
                     "particles": "video_particles"}  # modules in generators/
+TRAINING_DRAWS = (2, 3, 4)  # <set>_draw<d>: training clips of the generator run with seed d, tested on <set>_wide
+VIDEO_SETS.update({f"{name}_draw{draw}": VIDEO_SETS[name] for name in VIDEO_GENERATORS for draw in TRAINING_DRAWS})
 SKELETON_SETS = {"skel_synth": "select", "skel_sides": "report", "skel_daily": "report"}
 SIDE_PAIRS = None  # skel_sides: no flip pairs are passed to the defaults; the default must be safe alone
 
@@ -153,6 +162,8 @@ def make_video_set(name: str, work: Path) -> Path:
         return root
     if name.endswith("_wide"):
         return _make_wide_set(name, work)
+    if re.fullmatch(r"\w+_draw\d+", name):
+        return _make_draw_set(name, work)
     if name == "demo":
         from seqvision.demo import make_demo_videos
 
@@ -176,10 +187,7 @@ def _make_wide_set(name: str, work: Path) -> Path:
     about +-0.09 to +-0.05."""
     base_name = name.removesuffix("_wide")
     base = make_video_set(base_name, work)
-    other = work / f"{base_name}_seed1"
-    if not (other / "done").exists():
-        _load_generator(VIDEO_GENERATORS[base_name]).make_dataset(other, seed=1)
-        (other / "done").write_text("")
+    other = make_generator_run(base_name, 1, work)
     root = work / name
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
@@ -191,6 +199,32 @@ def _make_wide_set(name: str, work: Path) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.symlink_to(video.resolve())
     (root / "done").write_text("")
+    return root
+
+
+def _make_draw_set(name: str, work: Path) -> Path:
+    """``<set>_draw<d>``: the training clips of ``<set>``'s generator run with seed ``d`` (other scenes,
+    objects and nuisances than seed 0's) and the 160 test clips of ``<set>_wide``, linked, not copied."""
+    base_name, draw = re.fullmatch(r"(\w+)_draw(\d+)", name).groups()
+    if int(draw) < 2:
+        raise ValueError(f"{name}: draws 0 and 1 are the set itself and its wide test clips")
+    run = make_generator_run(base_name, int(draw), work)
+    wide = make_video_set(f"{base_name}_wide", work)
+    root = work / name
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    (root / "train").symlink_to(run / "train", target_is_directory=True)
+    (root / "test").symlink_to(wide / "test", target_is_directory=True)
+    (root / "done").write_text("")
+    return root
+
+
+def make_generator_run(name: str, seed: int, work: Path) -> Path:
+    """``work/<name>_seed<seed>/{train,test}/…``: the generator of video set ``name`` run with another seed."""
+    root = work / f"{name}_seed{seed}"
+    if not (root / "done").exists():
+        _load_generator(VIDEO_GENERATORS[name]).make_dataset(root, seed=seed)
+        (root / "done").write_text("")
     return root
 
 
@@ -352,7 +386,9 @@ MOBILENET_VARIANTS = {"mobilenet": {}, "mobilenet_lstm": {"head": "lstm"}, "mobi
                       # the change stream doubles the embedding inputs of the L1 head: a stronger penalty with it
                       "mobilenet_change_l1_1e-1": {"change_stream": True, "head_l1": 1e-1},
                       # the flow statistics with the moving part's centre and flow (camera motion removed)
-                      "mobilenet_moving": {"moving_part": True}}
+                      "mobilenet_moving": {"moving_part": True},
+                      # the flow statistics of brightness-standardised frames (added 2026-12-07, later)
+                      "mobilenet_brightness": {"brightness_norm": True}}
 
 
 def run_one(dataset: str, method: str, seed: int, work: Path) -> dict:

@@ -38,29 +38,42 @@ import generalisation  # noqa: E402  (datasets, the shared weights file)
 VIEWS = 4
 
 
-def cached_features(dataset: str, work: Path, overrides: dict | None = None) -> dict:
+def cached_features(dataset: str, work: Path, overrides: dict | None = None, more_train_seeds=()) -> dict:
     """Cached ``[N, V, T, D]`` features, lengths and label indices of the train and test clips
-    (``overrides``: ``VideoTrainConfig`` options of the cache, e.g. ``{"moving_part": true}``)."""
+    (``overrides``: ``VideoTrainConfig`` options of the cache, e.g. ``{"moving_part": true}``;
+    ``more_train_seeds``: every clip of the dataset's generator run with these seeds joins the
+    training clips, for a learning curve)."""
     from seqvision.backbones import backbone_spec, build_backbone
     from seqvision.datasets import find_clips
     from seqvision.embeddings import get_embedding_cache
-    from seqvision.flow import FlowStatistics
-    from seqvision.training import VideoTrainConfig, backbone_identity, backbone_options, default_flow_stats
+    from seqvision.training import (VideoTrainConfig, backbone_identity, backbone_options, default_flow_stats,
+                                    flow_statistics_layer)
 
     root = generalisation.make_video_set(dataset, work)
     config = VideoTrainConfig(data_dir=str(root / "train"), weights=str(generalisation.WEIGHTS), **(overrides or {}))
     config.img_size = backbone_spec(config.backbone).default_img_size  # as train_video resolves it
     backbone = build_backbone(config.backbone, config.img_size, **backbone_options(config))
-    flow_stats = FlowStatistics(moving_part=config.moving_part) if default_flow_stats(config.backbone) else None
+    config.flow_stats = default_flow_stats(config.backbone) if config.flow_stats is None else config.flow_stats
+    flow_stats = flow_statistics_layer(config)
     labels = sorted({clip.label for clip in find_clips(root / "train")})
-    out = {"labels": labels}
-    for split in ("train", "test"):
-        clips = find_clips(root / split)
-        cache = get_embedding_cache(clips, backbone, backbone_identity(config), config.seq_len, config.img_size,
-                                    work / "cache", views=VIEWS, flow_stats=flow_stats)
-        rows = cache.rows_for(clips)
-        out[split] = (np.asarray(cache.features[rows], np.float32), cache.lengths[rows],
-                      np.array([labels.index(clip.label) for clip in clips], np.int32))
+    more_roots = [generalisation.make_generator_run(dataset.removesuffix("_wide"), seed, work)
+                  for seed in more_train_seeds]
+    splits = {"train": [root / "train"] + [r / s for r in more_roots for s in ("train", "test")],
+              "test": [root / "test"]}
+    out = {"labels": labels, "train_parts": []}  # train_parts: (folder, rows) in the order of the training clips
+    for split, folders in splits.items():
+        parts = []
+        for folder in folders:
+            clips = find_clips(folder)
+            cache = get_embedding_cache(clips, backbone, backbone_identity(config), config.seq_len, config.img_size,
+                                        work / "cache", views=VIEWS, flow_stats=flow_stats)
+            rows = cache.rows_for(clips)
+            if split == "train":
+                start = sum(len(p[2]) for p in parts)
+                out["train_parts"].append((str(folder), slice(start, start + len(clips))))
+            parts.append((np.asarray(cache.features[rows], np.float32), cache.lengths[rows],
+                          np.array([labels.index(clip.label) for clip in clips], np.int32)))
+        out[split] = tuple(np.concatenate(arrays) for arrays in zip(*parts))
     return out
 
 
@@ -109,13 +122,17 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=["{}"], help="JSON objects of head options")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--cache-options", default="{}", help="JSON: VideoTrainConfig options of the cached inputs")
+    parser.add_argument("--more-train-seeds", default="",
+                        help="Generator seeds (>= 2) whose every clip joins the training clips (a learning curve).")
     parser.add_argument("--work", default="/tmp/seqvision-generalisation", help="Data and caches.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     seeds = [int(s) for s in args.seeds.split(",")]
     print("| dataset | setting | each (mean) | 4 views (mean) | 4 views per seed |\n|---|---|---|---|---|")
     for dataset in args.datasets.split(","):
-        data = cached_features(dataset, Path(args.work), json.loads(args.cache_options))
+        more = [int(s) for s in args.more_train_seeds.split(",") if s]
+        data = cached_features(dataset, Path(args.work), json.loads(args.cache_options), more)
+        print(f"<!-- {dataset}: {len(data['train'][2])} training clips, {len(data['test'][2])} test clips -->")
         for text in args.settings:
             setting = json.loads(text)
             scores = np.array([probe(data, setting, seed) for seed in seeds])
