@@ -450,7 +450,7 @@ def write_table(results: list[dict]) -> None:
              "`mobilenet`, the other seqvision rows one change to `cnn`, at the commit they ran on (see "
              "`generalisation_notes.md`).", "",
              "How far apart two rows must be to differ: each synthetic video set has 40 test clips (one clip = 0.025; "
-             "`appear_wide` / `handheld_wide` 160), `real` / `real_s1` / `real_s2` 58 test windows, `skel_synth` 144 and `skel_sides` / `skel_daily` 108 test "
+             "the `_wide` and `_draw` sets 160), `real` / `real_s1` / `real_s2` 58 test windows, `skel_synth` 144 and `skel_sides` / `skel_daily` 108 test "
              "clips. The seeds share the test clips, so they do not narrow this: a binomial 95% interval is about "
              "+-0.09 around 0.90 with 40 clips, +-0.05 with 160 and +-0.13 around 0.55 with 58.", "",
              "| dataset | role | method | accuracy (mean) | seeds | views4 (mean) | train s (mean) | commit |",
