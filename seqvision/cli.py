@@ -217,21 +217,21 @@ def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, al
     With an INDEX.csv (from seqvision index) instead: one vector per window, per split, into --out
     (X_<split>.npy, y_<split>.npy, rows_<split>.csv, manifest.json); resumable.
     """
-    for option, value in (("--moving-part", moving_part), ("--brightness-norm", brightness_norm)):
-        if value and not flow_stats:
-            raise click.UsageError(f"{option} changes the flow statistics: it needs --flow-stats")
+    from seqvision.training import (VideoTrainConfig, backbone_identity, backbone_options,
+                                    check_flow_statistics_options, flow_statistics_layer)
+
     settings = {"weights": weights, "alpha": alpha, "hub_handle": hub_handle, "hub_input_range": hub_input_range}
+    config = VideoTrainConfig(data_dir=data_dir, backbone=backbone, seq_len=seq_len,
+                              img_size=img_size or BACKBONES[backbone].default_img_size, flow_stats=flow_stats,
+                              moving_part=moving_part, brightness_norm=brightness_norm, **settings)
+    check_flow_statistics_options(config)
     if os.path.isfile(data_dir):
         return _embed_index(data_dir, cache_root, backbone, seq_len, img_size, batch_frames, settings, **index_options)
     from seqvision.backbones import build_backbone
     from seqvision.datasets import find_clips
     from seqvision.embeddings import get_embedding_cache
-    from seqvision.training import VideoTrainConfig, backbone_identity, backbone_options, flow_statistics_layer
 
-    img_size = img_size or BACKBONES[backbone].default_img_size
-    config = VideoTrainConfig(data_dir=data_dir, backbone=backbone, seq_len=seq_len, img_size=img_size,
-                              flow_stats=flow_stats, moving_part=moving_part, brightness_norm=brightness_norm,
-                              **settings)
+    img_size = config.img_size
     model = build_backbone(backbone, img_size, **backbone_options(config))
     cache = get_embedding_cache(find_clips(data_dir), model, backbone_identity(config), seq_len, img_size,
                                 cache_root, views=views, batch_frames=batch_frames,

@@ -220,6 +220,14 @@ def default_flow_stats(backbone: str) -> bool:
     return backbone_spec(backbone).frozen
 
 
+def check_flow_statistics_options(config: VideoTrainConfig) -> None:
+    """Refuse options that change the flow statistics when a run has none (they would be ignored)."""
+    for option in ("moving_part", "brightness_norm"):
+        if getattr(config, option) and not config.flow_stats:
+            raise SeqvisionError(f"--{option.replace('_', '-')} changes the flow statistics: it needs --flow-stats "
+                                 "(the default with a frozen pretrained backbone)")
+
+
 def flow_statistics_layer(config: VideoTrainConfig):
     """The :class:`seqvision.flow.FlowStatistics` a run's per-step vectors get (None without flow statistics)."""
     from seqvision.flow import FlowStatistics
@@ -285,10 +293,7 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path, overwrite: bool =
         from seqvision.labels import mirror_classes
 
         mirror_classes(config.flip_pairs, labels)  # an unknown class is refused before anything is written
-    for option in ("moving_part", "brightness_norm"):
-        if getattr(config, option) and not config.flow_stats:
-            raise SeqvisionError(f"--{option.replace('_', '-')} changes the flow statistics: it needs --flow-stats "
-                                 "(the default with a frozen pretrained backbone)")
+    check_flow_statistics_options(config)
     if config.change_stream and not spec.frozen:
         raise SeqvisionError(f"the change stream is for frozen pretrained backbones; {spec.name} sees motion "
                              f"through --motion")
