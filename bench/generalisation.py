@@ -59,7 +59,9 @@ default before 2026-12-05; ``mobilenet_trend`` rows ran before motion descriptor
 (``--change-stream``: change images embedded too; ``mobilenet_change_l1_1e-1`` with ``--head-l1 0.1``;
 ``mobilenet_moving``: ``--moving-part``, the flow statistics with the centre and flow of what moves against the
 frame, added 2026-12-07; ``mobilenet_brightness``: ``--brightness-norm``, the flow statistics of frames whose
-brightness is standardised, added 2026-12-07 (later); ``mobilenet_moving_parts`` and ``mobilenet_grid2``, the
+brightness is standardised, added 2026-12-07 (later); ``mobilenet_brightness_affine``: that with
+``--moving-part --camera-motion affine``, the moving part against a robust affine fit of the camera's motion,
+added 2026-12-07 (night); ``mobilenet_moving_parts`` and ``mobilenet_grid2``, the
 last feature map average-pooled on a 2x2 grid instead of globally, ran on uncommitted changes, see the
 notes of 2026-12-06), ``mobilenet_norefit``
 (``--no-refit``: the head of the run with validation clips held out, the default before the refit). The flow
@@ -388,7 +390,9 @@ MOBILENET_VARIANTS = {"mobilenet": {}, "mobilenet_lstm": {"head": "lstm"}, "mobi
                       # the flow statistics with the moving part's centre and flow (camera motion removed)
                       "mobilenet_moving": {"moving_part": True},
                       # the flow statistics of brightness-standardised frames (added 2026-12-07, later)
-                      "mobilenet_brightness": {"brightness_norm": True}}
+                      "mobilenet_brightness": {"brightness_norm": True},
+                      "mobilenet_brightness_affine": {"brightness_norm": True, "moving_part": True,
+                                                      "camera_motion": "affine"}}
 
 
 def run_one(dataset: str, method: str, seed: int, work: Path) -> dict:

@@ -124,6 +124,9 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
 @click.option("--brightness-norm/--no-brightness-norm", default=False, show_default=True,
               help="With --flow-stats: standardise each frame's brightness before the flow, so flicker and exposure "
               "changes do not read as motion (see bench/generalisation_notes.md).")
+@click.option("--camera-motion", type=click.Choice(["median", "affine"]), default="median", show_default=True,
+              help="With --moving-part: the camera motion removed before finding what moves: median = the flow's "
+              "median (shake, pans), affine = a robust affine fit of the flow (also zoom and roll).")
 @click.option("--change-stream", is_flag=True,
               help="Frozen pretrained backbones: also embed each step's change image (3 x |frame - previous frame|) "
               "next to the frame, cached with the embeddings; twice the backbone calls (see bench/generalisation.md: "
@@ -195,6 +198,8 @@ def train_command(data_dir, run_dir, overwrite, **options):
               help="With --flow-stats: the moving part's descriptors too (train --moving-part must match).")
 @click.option("--brightness-norm/--no-brightness-norm", default=False, show_default=True,
               help="With --flow-stats: flow of brightness-standardised frames (train --brightness-norm must match).")
+@click.option("--camera-motion", type=click.Choice(["median", "affine"]), default="median", show_default=True,
+              help="With --moving-part: the camera motion it is measured against (train --camera-motion must match).")
 @click.option("--change-stream", is_flag=True,
               help="Cache the embeddings of each step's change image too (train --change-stream must match to reuse "
               "the cache; ignored with an INDEX.csv).")
@@ -210,7 +215,7 @@ def train_command(data_dir, run_dir, overwrite, **options):
 @click.option("--probe", is_flag=True, help="INDEX.csv: print a logistic-regression ROC-AUC and accuracy on val.")
 @friendly_errors
 def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, alpha, hub_handle, hub_input_range,
-                  views, batch_frames, flow_stats, moving_part, brightness_norm, change_stream,
+                  views, batch_frames, flow_stats, moving_part, brightness_norm, camera_motion, change_stream,
                   **index_options):
     """Compute (or reuse) the frozen-backbone embedding cache of DATA_DIR.
 
@@ -223,7 +228,8 @@ def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, al
     settings = {"weights": weights, "alpha": alpha, "hub_handle": hub_handle, "hub_input_range": hub_input_range}
     config = VideoTrainConfig(data_dir=data_dir, backbone=backbone, seq_len=seq_len,
                               img_size=img_size or BACKBONES[backbone].default_img_size, flow_stats=flow_stats,
-                              moving_part=moving_part, brightness_norm=brightness_norm, **settings)
+                              moving_part=moving_part, brightness_norm=brightness_norm,
+                              camera_motion=camera_motion, **settings)
     check_flow_statistics_options(config)
     if os.path.isfile(data_dir):
         return _embed_index(data_dir, cache_root, backbone, seq_len, img_size, batch_frames, settings, **index_options)

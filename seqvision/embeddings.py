@@ -96,7 +96,8 @@ def flow_stats_key(layer) -> dict | None:
     key = {"class": type(layer).__name__, "size": layer.size, "grids": list(layer.grids)}
     # Options added later enter the key only when on: caches made before them keep their keys.
     key = {**key, "moving_part": True} if layer.moving_part else key
-    return {**key, "brightness_norm": True} if layer.brightness_norm else key
+    key = {**key, "brightness_norm": True} if layer.brightness_norm else key
+    return {**key, "camera_motion": layer.camera_motion} if layer.moving_part and layer.camera_motion != "median" else key
 
 
 def _content_stat(path: Path) -> tuple[int, float]:

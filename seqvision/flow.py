@@ -106,6 +106,7 @@ def flow_channels(scales=FLOW_SCALES) -> int:
 FLOW_STAT_FIELDS = ("u", "v", "magnitude", "curl", "divergence", "expansion", "rotation")
 MOVING_PART_FIELDS = ("x", "y", "u", "v", "magnitude")
 BRIGHTNESS_SPREAD = 50.0  # grey standard deviation (0..255) of a frame after standardise_brightness
+CAMERA_MOTIONS = ("median", "affine")  # what FlowStatistics(moving_part=True) removes as the camera's motion
 
 
 @keras.saving.register_keras_serializable(package="seqvision")
@@ -123,19 +124,24 @@ class FlowStatistics(layers.Layer):
     median over the frame, i.e. camera shake and pans removed, each pixel weighted by its squared
     magnitude): its centre ``x, y`` (-1..1, +x right, +y down), its flow ``u, v`` and the mean
     magnitude. A small part rising or falling in a shaking view is hardly visible in the region
-    means; its centre's trend over time says which way it goes. ``brightness_norm`` standardises
+    means; its centre's trend over time says which way it goes. ``camera_motion="affine"`` removes a
+    robust affine fit of the flow instead of its median, so a hand-held camera's zoom and roll drop
+    out too. ``brightness_norm`` standardises
     each frame's grey level (mean and spread over the frame) before the flow, so flicker and exposure
     changes, which brightness constancy reads as motion, drop out. No weights; step t depends on
     steps t and t-1 only, so right padding never changes the real steps.
     """
 
     def __init__(self, size: int = 64, grids=(2, 3), moving_part: bool = False, brightness_norm: bool = False,
-                 **kwargs):
+                 camera_motion: str = "median", **kwargs):
         super().__init__(**kwargs)
+        if camera_motion not in CAMERA_MOTIONS:
+            raise ValueError(f"camera_motion must be one of {CAMERA_MOTIONS}, not {camera_motion!r}")
         self.size = int(size)
         self.grids = tuple(int(g) for g in grids)
         self.moving_part = bool(moving_part)
         self.brightness_norm = bool(brightness_norm)
+        self.camera_motion = camera_motion
         self.flow = LucasKanadeFlow(name="lucas_kanade")
 
     def build(self, input_shape):
@@ -198,7 +204,7 @@ class FlowStatistics(layers.Layer):
                  region_mean(u, x_w) + region_mean(v, y_w), region_mean(v, x_w) - region_mean(u, y_w)]
         stats = ops.reshape(ops.stack(stats, axis=-1), (batch, steps, -1))  # [B, T, K * R * 7]
         if self.moving_part:
-            part = moving_part_statistics(pixels(u), pixels(v), height, width)  # [N, K, 5]
+            part = moving_part_statistics(pixels(u), pixels(v), height, width, self.camera_motion)  # [N, K, 5]
             stats = ops.concatenate([stats, ops.reshape(part, (batch, steps, -1))], axis=-1)
         return ops.cast(stats, self.compute_dtype)
 
@@ -207,7 +213,7 @@ class FlowStatistics(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "size": self.size, "grids": list(self.grids), "moving_part": self.moving_part,
-                "brightness_norm": self.brightness_norm}
+                "brightness_norm": self.brightness_norm, "camera_motion": self.camera_motion}
 
 
 def standardise_brightness(frames, spread: float = BRIGHTNESS_SPREAD, eps: float = 1e-3):
@@ -220,18 +226,50 @@ def standardise_brightness(frames, spread: float = BRIGHTNESS_SPREAD, eps: float
     return (frames - mean) / (std + eps) * spread + 127.5
 
 
-def moving_part_statistics(u, v, height: int, width: int, eps: float = 1e-6):
-    """``MOVING_PART_FIELDS`` of the flow ``u, v`` (``[N, h*w, K]``, pixels row by row) against
-    its median over the frame: ``[N, K, 5]``. With nothing moving the centre and flow are 0."""
+def _pixel_coordinates(height: int, width: int):
+    """``x, y`` of each pixel, row by row, -1..1 (+x right, +y down): two ``[h*w]`` float32 arrays."""
     import numpy as np
 
-    u = u - ops.quantile(u, 0.5, axis=1, keepdims=True)
-    v = v - ops.quantile(v, 0.5, axis=1, keepdims=True)
+    ys, xs = np.mgrid[0:height, 0:width].astype("float32")
+    return ((xs.ravel() - (width - 1) / 2) / max((width - 1) / 2, 1),
+            (ys.ravel() - (height - 1) / 2) / max((height - 1) / 2, 1))
+
+
+def affine_flow_residual(u, v, height: int, width: int, iterations: int = 3, eps: float = 1e-6):
+    """The flow ``u, v`` (``[N, h*w, K]``, pixels row by row) minus a robust affine fit of it over
+    the frame (``u ~ a + b x + c y``, likewise ``v``): the camera's translation, zoom, roll and shear
+    removed, what moves against them left. Iteratively reweighted least squares with Cauchy weights
+    (scale: 1.4826 x the median residual), so a moving part of under half the frame barely pulls the fit."""
+    import numpy as np
+
+    xs, ys = _pixel_coordinates(height, width)
+    design = ops.convert_to_tensor(np.stack([np.ones_like(xs), xs, ys], axis=1))  # [P, 3]
+    weight = ops.ones_like(u)
+    for _ in range(iterations + 1):
+        gram = ops.einsum("pi,npk,pj->nkij", design, weight, design) + eps * ops.eye(3)[None, None]
+        rhs = ops.stack([ops.einsum("pi,npk->nki", design, weight * u),
+                         ops.einsum("pi,npk->nki", design, weight * v)], axis=-1)
+        coefficients = ops.solve(gram, rhs)  # [N, K, 3, 2]
+        residual_u = u - ops.einsum("pi,nki->npk", design, coefficients[..., 0])
+        residual_v = v - ops.einsum("pi,nki->npk", design, coefficients[..., 1])
+        size = ops.sqrt(residual_u * residual_u + residual_v * residual_v)
+        scale = 1.4826 * ops.quantile(size, 0.5, axis=1, keepdims=True) + 1e-4
+        weight = 1.0 / (1.0 + ops.square(size / (2.0 * scale)))
+    return residual_u, residual_v
+
+
+def moving_part_statistics(u, v, height: int, width: int, camera_motion: str = "median", eps: float = 1e-6):
+    """``MOVING_PART_FIELDS`` of the flow ``u, v`` (``[N, h*w, K]``, pixels row by row) against the
+    camera's motion (``median``: its median over the frame; ``affine``: :func:`affine_flow_residual`):
+    ``[N, K, 5]``. With nothing moving the centre and flow are 0."""
+    if camera_motion == "affine":
+        u, v = affine_flow_residual(u, v, height, width)
+    else:
+        u = u - ops.quantile(u, 0.5, axis=1, keepdims=True)
+        v = v - ops.quantile(v, 0.5, axis=1, keepdims=True)
     weight = u * u + v * v
     total = ops.mean(weight, axis=1) + eps  # [N, K]
-    ys, xs = np.mgrid[0:height, 0:width].astype("float32")
-    xs = ops.convert_to_tensor((xs.ravel() - (width - 1) / 2) / max((width - 1) / 2, 1))[None, :, None]
-    ys = ops.convert_to_tensor((ys.ravel() - (height - 1) / 2) / max((height - 1) / 2, 1))[None, :, None]
+    xs, ys = (ops.convert_to_tensor(c)[None, :, None] for c in _pixel_coordinates(height, width))
 
     def weighted(field):
         return ops.mean(weight * field, axis=1) / total

@@ -289,7 +289,7 @@ def build_video_classifier(backbone: keras.Model, num_classes: int, img_size: in
                            input_dropout: float = 0.0, head: str = "lstm", motion: str = "frames",
                            feature_diff: bool = False, frames_backbone: keras.Model | None = None,
                            flow_stats: bool = False, moving_part: bool = False, brightness_norm: bool = False,
-                           change_stream: bool = False,
+                           camera_motion: str = "median", change_stream: bool = False,
                            l1: float = 0.0,
                            name: str = "video_classifier") -> keras.Model:
     """``{"frames": [B, T, H, W, 3] in 0..255, "mask": [B, T] bool} -> [B, K]``.
@@ -304,7 +304,7 @@ def build_video_classifier(backbone: keras.Model, num_classes: int, img_size: in
     the side ``frames_backbone`` takes. ``flow_stats``: each step's vector is followed by the
     frames' motion descriptors (:class:`seqvision.flow.FlowStatistics`, ``[B, T, F]``), as the
     embedding cache stores them for a frozen backbone (``moving_part``: with the moving part's
-    descriptors; ``brightness_norm``: from brightness-standardised frames). ``change_stream``: the backbone also embeds
+    descriptors against ``camera_motion``; ``brightness_norm``: from brightness-standardised frames). ``change_stream``: the backbone also embeds
     each step's :class:`FrameChange` image, in the same batched call; per step ``[frame vector,
     change vector, descriptors]``, the cache's order.
     """
@@ -319,7 +319,7 @@ def build_video_classifier(backbone: keras.Model, num_classes: int, img_size: in
         features = HalvesSideBySide(name="frame_and_change_features")(features)
     if flow_stats:
         motion_features = FlowStatistics(moving_part=moving_part, brightness_norm=brightness_norm,
-                                         name="flow_statistics")(frames)
+                                         camera_motion=camera_motion, name="flow_statistics")(frames)
         features = layers.Concatenate(name="features_and_flow_statistics")(
             [features, ops.cast(motion_features, features.dtype)])
     probs = _temporal_model(features, mask, num_classes, units, num_layers, bidirectional, dropout, head,

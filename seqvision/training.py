@@ -64,6 +64,7 @@ class VideoTrainConfig:
     # None = default_flow_stats(backbone)
     moving_part: bool = False  # flow statistics: also the centre and flow of what moves against the frame
     brightness_norm: bool = False  # flow statistics: each frame's grey level standardised before the flow
+    camera_motion: str = "median"  # moving part: the camera motion it is measured against (flow.CAMERA_MOTIONS)
     change_stream: bool = False  # frozen backbones: also embed each step's change image |frame_t - frame_t-1|
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     head_l1: float | None = None  # L1 penalty on the temporal head's output weights; None = default_head_l1(backbone)
@@ -226,6 +227,8 @@ def check_flow_statistics_options(config: VideoTrainConfig) -> None:
         if getattr(config, option) and not config.flow_stats:
             raise SeqvisionError(f"--{option.replace('_', '-')} changes the flow statistics: it needs --flow-stats "
                                  "(the default with a frozen pretrained backbone)")
+    if config.camera_motion != "median" and not config.moving_part:
+        raise SeqvisionError(f"--camera-motion {config.camera_motion} changes the moving part: it needs --moving-part")
 
 
 def flow_statistics_layer(config: VideoTrainConfig):
@@ -234,7 +237,8 @@ def flow_statistics_layer(config: VideoTrainConfig):
 
     if not config.flow_stats:
         return None
-    return FlowStatistics(moving_part=config.moving_part, brightness_norm=config.brightness_norm)
+    return FlowStatistics(moving_part=config.moving_part, brightness_norm=config.brightness_norm,
+                          camera_motion=config.camera_motion)
 
 
 def default_head_l1(backbone: str) -> float:
@@ -466,7 +470,7 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
     with strategy.scope():
         model = build_video_classifier(backbone, len(labels), config.img_size, flow_stats=config.flow_stats,
                                        moving_part=config.moving_part, brightness_norm=config.brightness_norm,
-                                       change_stream=config.change_stream,
+                                       camera_motion=config.camera_motion, change_stream=config.change_stream,
                                        **head_options)
         _copy_head(head, model)
     best = {**best, "phase": "head"}

@@ -425,6 +425,53 @@ def test_moving_part_descriptor_follows_a_small_part_under_camera_shake():
         assert centre_y_trend(_falling_part_clip(seed=seed)) > 0.02
 
 
+def _zooming_falling_part_clip(steps=10, side=96, fall_per_step=5, zoom_per_step=0.0, degrees_per_step=0.0, seed=0):
+    """A small textured square falling over a textured view that zooms by ``zoom_per_step`` and rolls by
+    ``degrees_per_step`` about its centre each step: float32 ``[1, steps, side, side, 3]`` in 0..255."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    view = cv2.GaussianBlur(rng.uniform(0, 255, (side, side)).astype("float32"), (0, 0), 2.0)
+    part = cv2.GaussianBlur(rng.uniform(0, 255, (12, 12)).astype("float32"), (0, 0), 1.0)
+    frames = []
+    for t in range(steps):
+        camera = cv2.getRotationMatrix2D((side / 2, side / 2), degrees_per_step * t, (1 + zoom_per_step) ** t)
+        frame = cv2.warpAffine(view, camera, (side, side), borderMode=cv2.BORDER_REFLECT)
+        top = 10 + fall_per_step * t
+        frame[top:top + 12, side // 2:side // 2 + 12] = part
+        frames.append(frame)
+    return np.repeat(np.stack(frames)[None, ..., None], 3, axis=-1)
+
+
+def test_affine_camera_motion_finds_the_falling_part_when_the_camera_zooms_or_rolls():
+    """Against the flow's median a zoom or roll of the whole view (which moves each pixel its own way)
+    hides the falling part; against a robust affine fit of the camera's motion its centre goes down
+    the frame again. With a still camera both give the same descriptors."""
+    from seqvision.flow import MOVING_PART_FIELDS, FlowStatistics, flow_statistics_dim
+
+    y = MOVING_PART_FIELDS.index("y")
+    median, affine = FlowStatistics(moving_part=True), FlowStatistics(moving_part=True, camera_motion="affine")
+    assert affine.compute_output_shape((1, 10, 96, 96, 3)) == median.compute_output_shape((1, 10, 96, 96, 3))
+
+    def centre_y_trend(layer, frames):  # least-squares slope of the finest scale's centre y over steps 1..
+        part = np.asarray(layer(frames))[0, 1:, flow_statistics_dim():].reshape(frames.shape[1] - 1, -1, 5)
+        return np.polyfit(np.arange(len(part)), part[:, 0, y], 1)[0]
+
+    trends = {"median": [], "affine": []}
+    for seed in (0, 1, 2):
+        for camera in (dict(zoom_per_step=0.03), dict(zoom_per_step=-0.03), dict(degrees_per_step=2.0)):
+            clip = _zooming_falling_part_clip(seed=seed, **camera)
+            trends["median"].append(centre_y_trend(median, clip))
+            trends["affine"].append(centre_y_trend(affine, clip))
+            assert centre_y_trend(affine, clip[:, ::-1]) < -0.025, (seed, camera)  # rising when reversed
+    assert min(trends["affine"]) > 0.025, trends
+    assert np.mean(trends["median"]) < 0.5 * np.mean(trends["affine"]), trends  # the fit is what finds it
+    still = _zooming_falling_part_clip()
+    np.testing.assert_allclose(np.asarray(affine(still)), np.asarray(median(still)), atol=0.02)
+    with pytest.raises(ValueError, match="camera_motion"):
+        FlowStatistics(moving_part=True, camera_motion="homography")
+
+
 def test_brightness_norm_ignores_flicker_and_keeps_the_motion():
     """With ``brightness_norm`` a per-frame gain and offset of the brightness (flicker, auto exposure)
     changes nothing, where the plain statistics read it as motion; a real shift still shows."""
@@ -453,9 +500,11 @@ def test_brightness_norm_ignores_flicker_and_keeps_the_motion():
     assert whole_frame_magnitude(np.asarray(steady(moving))).min() > 0.001
 
 
-@pytest.mark.parametrize("moving_part, brightness_norm", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("moving_part, brightness_norm, camera_motion",
+                         [(False, False, "median"), (True, False, "median"), (False, True, "median"),
+                          (True, True, "affine")])
 def test_flow_statistics_next_to_embeddings_keep_masks_exact_and_match_the_cache(tmp_path, moving_part,
-                                                                                 brightness_norm):
+                                                                                 brightness_norm, camera_motion):
     """The frame model with flow statistics = its head on [embedding, statistics] (what the cache
     stores), padding changes nothing, and the model saves and loads."""
     from seqvision.flow import FlowStatistics
@@ -464,7 +513,7 @@ def test_flow_statistics_next_to_embeddings_keep_masks_exact_and_match_the_cache
     keras.utils.set_random_seed(11)
     backbone = build_backbone("cnn", 32, filters=(8,), channels=3, pooling="gap")
     options = dict(head="trend", feature_diff=True)
-    flow_stats = FlowStatistics(moving_part=moving_part, brightness_norm=brightness_norm)
+    flow_stats = FlowStatistics(moving_part=moving_part, brightness_norm=brightness_norm, camera_motion=camera_motion)
     stats_dim = flow_stats.compute_output_shape((None, None, 32, 32, 3))[-1]
     features_model = build_sequence_classifier(backbone.output_shape[-1] + stats_dim, 3, "features", **options)
     rng = np.random.default_rng(12)
@@ -472,7 +521,7 @@ def test_flow_statistics_next_to_embeddings_keep_masks_exact_and_match_the_cache
         layer.set_weights([rng.normal(0, 0.1, w.shape).astype("float32") if "variance" not in w.path
                            else rng.uniform(0.5, 2.0, w.shape).astype("float32") for w in layer.weights])
     frame_model = build_video_classifier(backbone, 3, 32, flow_stats=True, moving_part=moving_part,
-                                         brightness_norm=brightness_norm, **options)
+                                         brightness_norm=brightness_norm, camera_motion=camera_motion, **options)
     _copy_head(features_model, frame_model)
     frames = np.concatenate([_turning_clip(degrees_per_step=3, steps=6, side=32),
                              _turning_clip(shift_xy=(1, 0), steps=6, side=32, seed=1)])

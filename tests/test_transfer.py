@@ -230,6 +230,11 @@ def test_embedding_cache_with_flow_statistics_stores_them_after_the_embeddings(t
                                      flow_stats=FlowStatistics(brightness_norm=True))
     assert steady.calls > 0 and normalised.path not in (with_stats.path, with_part.path)  # other statistics
     assert normalised.features.shape == with_stats.features.shape
+    affine = CountingBackbone(backbone.model)
+    with_affine = get_embedding_cache(clips, affine, identity, 4, IMG, tmp_path / "cache", views=2,
+                                      flow_stats=FlowStatistics(moving_part=True, camera_motion="affine"))
+    assert affine.calls > 0 and with_affine.path not in (with_stats.path, with_part.path, normalised.path)
+    assert with_affine.features.shape == with_part.features.shape
 
 
 def test_embedding_cache_with_the_change_stream_stores_change_embeddings_between(tmp_path):
@@ -309,20 +314,24 @@ def test_train_with_the_change_stream_then_evaluate_and_refuse_it_for_the_cnn(tm
     assert "Traceback" not in refused.output and not (tmp_path / "cnn" / "model.keras").exists()
 
 
-@pytest.mark.parametrize("option", ["moving_part", "brightness_norm"])
-def test_embed_and_train_with_a_flow_statistics_option_share_one_cache_and_evaluate(tmp_path, monkeypatch, option):
-    flag = "--" + option.replace("_", "-")
+@pytest.mark.parametrize("option, flags, value", [("moving_part", ["--moving-part"], True),
+                                                  ("brightness_norm", ["--brightness-norm"], True),
+                                                  ("camera_motion", ["--moving-part", "--camera-motion", "affine"],
+                                                   "affine")])
+def test_embed_and_train_with_a_flow_statistics_option_share_one_cache_and_evaluate(tmp_path, monkeypatch, option,
+                                                                                    flags, value):
+    flag = flags[0]
     monkeypatch.setenv("SEQVISION_CACHE_DIR", str(tmp_path / "cache"))
     data = _write_frame_clips(tmp_path / "frames", clips_per_label=4)
     runner = CliRunner()
     size = ["--weights", "none", "--img-size", str(IMG), "--seq-len", "4"]
-    result = runner.invoke(main, ["embed", str(data), "--views", "4", flag, *size])
+    result = runner.invoke(main, ["embed", str(data), "--views", "4", *flags, *size])
     assert result.exit_code == 0, result.output
     cache = Path(result.stdout.strip().splitlines()[-1])
     built = (cache / "manifest.json").stat().st_mtime_ns
     run = tmp_path / "run"
     result = runner.invoke(main, ["train", str(data), "--out", str(run), "--backbone", "mobilenet", *size,
-                                  "--epochs", "1", flag])
+                                  "--epochs", "1", *flags])
     assert result.exit_code == 0, result.output
     assert [p.parent for p in (tmp_path / "cache" / "embeddings").glob("*/manifest.json")] == [cache]
     assert (cache / "manifest.json").stat().st_mtime_ns == built  # reused, not rebuilt
@@ -330,9 +339,9 @@ def test_embed_and_train_with_a_flow_statistics_option_share_one_cache_and_evalu
     from seqvision import load_run
 
     model = load_run(run).model
-    assert manifest["flow_stats"][option] is True
+    assert manifest["flow_stats"][option] == value
     assert manifest["embedding_dim"] == model.get_layer("features_and_flow_statistics").output.shape[-1]
-    assert getattr(model.get_layer("flow_statistics"), option) is True
+    assert getattr(model.get_layer("flow_statistics"), option) == value
     result = runner.invoke(main, ["evaluate", str(run), str(data), "--json", "--views", "2"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["n"] == 8
@@ -344,6 +353,10 @@ def test_embed_and_train_with_a_flow_statistics_option_share_one_cache_and_evalu
         assert refused.exit_code != 0 and f"{flag} changes the flow statistics" in refused.output, args
         assert "Traceback" not in refused.output
     assert not (tmp_path / "cnn" / "model.keras").exists()
+    if option == "camera_motion":  # the moving part's option without the moving part: refused too
+        refused = runner.invoke(main, ["embed", str(data), "--camera-motion", "affine", *size])
+        assert refused.exit_code != 0 and "--camera-motion affine changes the moving part" in refused.output
+        assert "Traceback" not in refused.output
 
 
 @pytest.mark.slow
