@@ -35,7 +35,8 @@ other and of ``seqvision.demo``, see ``bench/generators/``):
 Methods (video): ``notebook`` (the seed notebooks' recipe: 16 frames at 64 px,
 TimeDistributed CNN -> LSTM(64), zero padding without a mask, 20 epochs), ``defaults``
 (``seqvision train`` with no options: since 2026-12-06 the frozen ImageNet MobileNetV2, the file of
-``../shared/weights`` standing in for Keras' download, so the same settings as ``mobilenet`` below),
+``../shared/weights`` standing in for Keras' download, so the same settings as ``mobilenet`` below; since
+2026-12-07 (night) with brightness-standardised flow statistics, ``mobilenet_plainflow`` without),
 ``cnn`` (``--backbone cnn`` and its defaults: the CNN sees Lucas-Kanade flow, ``--motion flow``; the
 default backbone before 2026-12-06, its rows of that time were named ``defaults``), ``orderless``
 (the cnn with the mean-pooling head), ``v0`` (the cnn options before this
@@ -389,6 +390,7 @@ MOBILENET_VARIANTS = {"mobilenet": {}, "mobilenet_lstm": {"head": "lstm"}, "mobi
                       "mobilenet_change_l1_1e-1": {"change_stream": True, "head_l1": 1e-1},
                       # the flow statistics with the moving part's centre and flow (camera motion removed)
                       "mobilenet_moving": {"moving_part": True},
+                      "mobilenet_plainflow": {"brightness_norm": False},
                       # the flow statistics of brightness-standardised frames (added 2026-12-07, later)
                       "mobilenet_brightness": {"brightness_norm": True},
                       "mobilenet_brightness_affine": {"brightness_norm": True, "moving_part": True,

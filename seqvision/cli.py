@@ -121,9 +121,9 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
 @click.option("--moving-part/--no-moving-part", default=False, show_default=True,
               help="With --flow-stats: also where the part that moves against the frame is and how it moves "
               "(camera shake removed), per flow scale.")
-@click.option("--brightness-norm/--no-brightness-norm", default=False, show_default=True,
+@click.option("--brightness-norm/--no-brightness-norm", default=None,
               help="With --flow-stats: standardise each frame's brightness before the flow, so flicker and exposure "
-              "changes do not read as motion (see bench/generalisation_notes.md).")
+              "changes do not read as motion (see bench/generalisation_notes.md). [default: on with --flow-stats]")
 @click.option("--camera-motion", type=click.Choice(["median", "affine"]), default="median", show_default=True,
               help="With --moving-part: the camera motion removed before finding what moves: median = the flow's "
               "median (shake, pans), affine = a robust affine fit of the flow (also zoom and roll).")
@@ -196,8 +196,9 @@ def train_command(data_dir, run_dir, overwrite, **options):
               "ignored with an INDEX.csv).")
 @click.option("--moving-part/--no-moving-part", default=False, show_default=True,
               help="With --flow-stats: the moving part's descriptors too (train --moving-part must match).")
-@click.option("--brightness-norm/--no-brightness-norm", default=False, show_default=True,
-              help="With --flow-stats: flow of brightness-standardised frames (train --brightness-norm must match).")
+@click.option("--brightness-norm/--no-brightness-norm", default=None,
+              help="With --flow-stats: flow of brightness-standardised frames (train --brightness-norm must match). "
+              "[default: on with --flow-stats]")
 @click.option("--camera-motion", type=click.Choice(["median", "affine"]), default="median", show_default=True,
               help="With --moving-part: the camera motion it is measured against (train --camera-motion must match).")
 @click.option("--change-stream", is_flag=True,

@@ -63,7 +63,8 @@ class VideoTrainConfig:
     flow_stats: bool | None = None  # each embedding next to Lucas-Kanade motion descriptors (flow.FlowStatistics);
     # None = default_flow_stats(backbone)
     moving_part: bool = False  # flow statistics: also the centre and flow of what moves against the frame
-    brightness_norm: bool = False  # flow statistics: each frame's grey level standardised before the flow
+    brightness_norm: bool | None = None  # flow statistics: each frame's grey level standardised before the flow;
+    # None = on whenever there are flow statistics (default_brightness_norm)
     camera_motion: str = "median"  # moving part: the camera motion it is measured against (flow.CAMERA_MOTIONS)
     change_stream: bool = False  # frozen backbones: also embed each step's change image |frame_t - frame_t-1|
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
@@ -231,13 +232,21 @@ def check_flow_statistics_options(config: VideoTrainConfig) -> None:
         raise SeqvisionError(f"--camera-motion {config.camera_motion} changes the moving part: it needs --moving-part")
 
 
+def default_brightness_norm(flow_stats: bool) -> bool:
+    """Standardise each frame's brightness before the flow unless told: yes whenever there are flow
+    statistics (flicker and exposure changes otherwise read as motion). Chosen on the selection sets of
+    ``bench/generalisation.md`` (see its notes, 2026-12-07, night)."""
+    return bool(flow_stats)
+
+
 def flow_statistics_layer(config: VideoTrainConfig):
     """The :class:`seqvision.flow.FlowStatistics` a run's per-step vectors get (None without flow statistics)."""
     from seqvision.flow import FlowStatistics
 
     if not config.flow_stats:
         return None
-    return FlowStatistics(moving_part=config.moving_part, brightness_norm=config.brightness_norm,
+    brightness_norm = default_brightness_norm(True) if config.brightness_norm is None else config.brightness_norm
+    return FlowStatistics(moving_part=config.moving_part, brightness_norm=brightness_norm,
                           camera_motion=config.camera_motion)
 
 
@@ -280,11 +289,13 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path, overwrite: bool =
     # A SavedModel path made absolute: while training, relative handles name the run's own copies.
     hub_handle = config.hub_handle if not config.hub_handle or is_url(config.hub_handle) else \
         str(Path(config.hub_handle).resolve())
+    flow_stats = default_flow_stats(config.backbone) if config.flow_stats is None else config.flow_stats
     # Lists, as config.json gives them back: a resumed run compares the two.
     config = dataclasses.replace(config, img_size=config.img_size or spec.default_img_size, hub_handle=hub_handle,
                                  head=config.head or default_head(config.backbone),
-                                 flow_stats=default_flow_stats(config.backbone) if config.flow_stats is None
-                                 else config.flow_stats,
+                                 flow_stats=flow_stats,
+                                 brightness_norm=default_brightness_norm(flow_stats) if config.brightness_norm is None
+                                 else config.brightness_norm,
                                  head_l1=default_head_l1(config.backbone) if config.head_l1 is None
                                  else config.head_l1,
                                  filters=list(config.filters),
@@ -330,7 +341,7 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
     spec = backbone_spec(config.backbone)
     frame_options = dict(head_options, motion=config.motion if "channels" in spec.options else "frames",
                          flow_stats=config.flow_stats, moving_part=config.moving_part,
-                         brightness_norm=config.brightness_norm,
+                         brightness_norm=config.brightness_norm, camera_motion=config.camera_motion,
                          change_stream=config.change_stream)
 
     def frame_datasets():

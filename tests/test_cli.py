@@ -65,8 +65,10 @@ def test_train_evaluate_predict_from_videos(video_tree, tmp_path):
     for name in ("model.keras", "config.json", "labels.json", "history.csv", "training_curves.png", "best.json"):
         assert (run / name).exists(), name
     assert json.loads((run / "labels.json").read_text()) == ["move_left", "move_right"]
-    assert json.loads((run / "config.json").read_text())["head"] == "lstm"  # the cnn's default head, resolved
-    assert json.loads((run / "config.json").read_text())["head_l1"] == 0.0  # no L1 on the cnn's head
+    config = json.loads((run / "config.json").read_text())
+    assert config["head"] == "lstm"  # the cnn's default head, resolved
+    assert config["head_l1"] == 0.0  # no L1 on the cnn's head
+    assert config["flow_stats"] is False and config["brightness_norm"] is False  # no statistics to standardise for
 
     result = _runner().invoke(main, ["evaluate", str(run), str(video_tree), "--json"])
     assert result.exit_code == 0, result.output
@@ -117,6 +119,7 @@ def test_train_defaults_to_imagenet_mobilenet_and_says_what_to_do_offline(video_
     assert asked and set(asked) == {"imagenet"}
     assert (config["backbone"], config["weights"], config["head"]) == ("mobilenet", "imagenet", "trend")
     assert config["flow_stats"] is True and config["head_l1"] == pytest.approx(3e-2)
+    assert config["brightness_norm"] is True  # the default with flow statistics
 
 
 def test_motion_input_is_refused_for_a_frozen_backbone(video_tree, tmp_path):

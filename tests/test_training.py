@@ -66,6 +66,9 @@ def test_fit_writes_run_files_and_resumes_after_interruption(tmp_path):
 
     with pytest.raises(ValueError, match="other settings"):
         prepare_run_dir(tmp_path, {**config, "epochs": 5})
+    # A run saved before an option existed is not resumed under that option's (new) default.
+    with pytest.raises(ValueError, match=r"other settings \(brightness_norm\)"):
+        prepare_run_dir(tmp_path, {**config, "brightness_norm": True})
     resuming = prepare_run_dir(tmp_path, config)
     assert resuming is True
     model, best = fit_classifier(build, train_ds, val_ds, tmp_path, 4, 1e-2, 10, strategy, resuming=True)

@@ -377,7 +377,7 @@ def test_train_mobilenet_from_weights_and_hub_then_evaluate(tmp_path, saved_mobi
         assert (run / "model.keras").exists() and (run / "head.keras").exists()
         config = json.loads((run / "config.json").read_text())
         assert config["backbone"] == "mobilenet" and config["head"] == head
-        assert config["flow_stats"] is True  # the default of a frozen backbone
+        assert config["flow_stats"] is True and config["brightness_norm"] is True  # the default of a frozen backbone
         assert config["head_l1"] == (default_head_l1("mobilenet") if refit else 0.0)
         assert len(keras.models.load_model(run / "head.keras").losses) == (1 if refit else 0)  # the L1 penalty
         from seqvision import load_run
