@@ -11,7 +11,7 @@ import keras
 from keras import layers, ops
 
 from seqvision.errors import SeqvisionError
-from seqvision.flow import FlowStatistics, LucasKanadeFlow
+from seqvision.flow import LucasKanadeFlow
 
 
 @keras.saving.register_keras_serializable(package="seqvision")
@@ -288,8 +288,7 @@ def build_video_classifier(backbone: keras.Model, num_classes: int, img_size: in
                            units: int = 128, num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.3,
                            input_dropout: float = 0.0, head: str = "lstm", motion: str = "frames",
                            feature_diff: bool = False, frames_backbone: keras.Model | None = None,
-                           flow_stats: bool = False, moving_part: bool = False, brightness_norm: bool = False,
-                           camera_motion: str = "median", change_stream: bool = False,
+                           flow_statistics: keras.layers.Layer | None = None, change_stream: bool = False,
                            l1: float = 0.0,
                            name: str = "video_classifier") -> keras.Model:
     """``{"frames": [B, T, H, W, 3] in 0..255, "mask": [B, T] bool} -> [B, K]``.
@@ -301,10 +300,10 @@ def build_video_classifier(backbone: keras.Model, num_classes: int, img_size: in
     vector next to its change since the previous step. ``seq_len=None`` accepts any length.
     ``motion="two_stream"``: ``backbone`` sees the flow and ``frames_backbone`` the frames, each
     stream with its own temporal head, fused by :class:`StreamFusion`; frames are area-downscaled to
-    the side ``frames_backbone`` takes. ``flow_stats``: each step's vector is followed by the
-    frames' motion descriptors (:class:`seqvision.flow.FlowStatistics`, ``[B, T, F]``), as the
-    embedding cache stores them for a frozen backbone (``moving_part``: with the moving part's
-    descriptors against ``camera_motion``; ``brightness_norm``: from brightness-standardised frames). ``change_stream``: the backbone also embeds
+    the side ``frames_backbone`` takes. ``flow_statistics`` (a :class:`seqvision.flow.FlowStatistics`,
+    e.g. :func:`seqvision.training.flow_statistics_layer`): each step's vector is followed by its
+    motion descriptors of the frames, ``[B, T, F]``, as the embedding cache stores them for a frozen
+    backbone. ``change_stream``: the backbone also embeds
     each step's :class:`FrameChange` image, in the same batched call; per step ``[frame vector,
     change vector, descriptors]``, the cache's order.
     """
@@ -317,9 +316,8 @@ def build_video_classifier(backbone: keras.Model, num_classes: int, img_size: in
     features = FrameEncoder(backbone, name="frame_features")(x)
     if change_stream:
         features = HalvesSideBySide(name="frame_and_change_features")(features)
-    if flow_stats:
-        motion_features = FlowStatistics(moving_part=moving_part, brightness_norm=brightness_norm,
-                                         camera_motion=camera_motion, name="flow_statistics")(frames)
+    if flow_statistics is not None:
+        motion_features = flow_statistics(frames)
         features = layers.Concatenate(name="features_and_flow_statistics")(
             [features, ops.cast(motion_features, features.dtype)])
     probs = _temporal_model(features, mask, num_classes, units, num_layers, bidirectional, dropout, head,

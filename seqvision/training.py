@@ -239,15 +239,24 @@ def default_brightness_norm(flow_stats: bool) -> bool:
     return bool(flow_stats)
 
 
+def resolve_flow_options(config: VideoTrainConfig) -> VideoTrainConfig:
+    """``config`` with its flow options left to defaults (None) resolved: ``flow_stats`` by
+    :func:`default_flow_stats`, ``brightness_norm`` by :func:`default_brightness_norm`."""
+    flow_stats = default_flow_stats(config.backbone) if config.flow_stats is None else config.flow_stats
+    brightness_norm = default_brightness_norm(flow_stats) if config.brightness_norm is None else config.brightness_norm
+    return dataclasses.replace(config, flow_stats=flow_stats, brightness_norm=brightness_norm)
+
+
 def flow_statistics_layer(config: VideoTrainConfig):
-    """The :class:`seqvision.flow.FlowStatistics` a run's per-step vectors get (None without flow statistics)."""
+    """The :class:`seqvision.flow.FlowStatistics` a run's per-step vectors get (None without flow statistics),
+    its options resolved as :func:`resolve_flow_options` does."""
     from seqvision.flow import FlowStatistics
 
+    config = resolve_flow_options(config)
     if not config.flow_stats:
         return None
-    brightness_norm = default_brightness_norm(True) if config.brightness_norm is None else config.brightness_norm
-    return FlowStatistics(moving_part=config.moving_part, brightness_norm=brightness_norm,
-                          camera_motion=config.camera_motion)
+    return FlowStatistics(moving_part=config.moving_part, brightness_norm=config.brightness_norm,
+                          camera_motion=config.camera_motion, name="flow_statistics")
 
 
 def default_head_l1(backbone: str) -> float:
@@ -289,13 +298,9 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path, overwrite: bool =
     # A SavedModel path made absolute: while training, relative handles name the run's own copies.
     hub_handle = config.hub_handle if not config.hub_handle or is_url(config.hub_handle) else \
         str(Path(config.hub_handle).resolve())
-    flow_stats = default_flow_stats(config.backbone) if config.flow_stats is None else config.flow_stats
     # Lists, as config.json gives them back: a resumed run compares the two.
-    config = dataclasses.replace(config, img_size=config.img_size or spec.default_img_size, hub_handle=hub_handle,
-                                 head=config.head or default_head(config.backbone),
-                                 flow_stats=flow_stats,
-                                 brightness_norm=default_brightness_norm(flow_stats) if config.brightness_norm is None
-                                 else config.brightness_norm,
+    config = dataclasses.replace(resolve_flow_options(config), img_size=config.img_size or spec.default_img_size,
+                                 hub_handle=hub_handle, head=config.head or default_head(config.backbone),
                                  head_l1=default_head_l1(config.backbone) if config.head_l1 is None
                                  else config.head_l1,
                                  filters=list(config.filters),
@@ -340,8 +345,6 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
                         l1=config.head_l1)
     spec = backbone_spec(config.backbone)
     frame_options = dict(head_options, motion=config.motion if "channels" in spec.options else "frames",
-                         flow_stats=config.flow_stats, moving_part=config.moving_part,
-                         brightness_norm=config.brightness_norm, camera_motion=config.camera_motion,
                          change_stream=config.change_stream)
 
     def frame_datasets():
@@ -373,7 +376,8 @@ def _train_video_in(config: VideoTrainConfig, run_dir: Path, resuming: bool, tra
         if not spec.frozen:
             train_ds, val_ds = frame_datasets()
             model, best = fit_classifier(
-                lambda: build_video_classifier(backbone, len(labels), config.img_size, **frame_options),
+                lambda: build_video_classifier(backbone, len(labels), config.img_size,
+                                               flow_statistics=flow_statistics_layer(config), **frame_options),
                 train_ds, val_ds, run_dir, config.epochs, config.lr, config.patience, strategy, resuming,
                 weight_decay=config.weight_decay, keep=config.keep, steps_per_epoch=steps_per_epoch)
             if frame_options["motion"] == "two_stream" and val_ds is not None and is_chief(strategy):
@@ -479,10 +483,9 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
         head, best = _refit_head(config, build_head, cache, y, np.concatenate([train_rows, val_rows]), best,
                                  run_dir, strategy, resuming)
     with strategy.scope():
-        model = build_video_classifier(backbone, len(labels), config.img_size, flow_stats=config.flow_stats,
-                                       moving_part=config.moving_part, brightness_norm=config.brightness_norm,
-                                       camera_motion=config.camera_motion, change_stream=config.change_stream,
-                                       **head_options)
+        model = build_video_classifier(backbone, len(labels), config.img_size,
+                                       flow_statistics=flow_statistics_layer(config),
+                                       change_stream=config.change_stream, **head_options)
         _copy_head(head, model)
     best = {**best, "phase": "head"}
     if is_chief(strategy):

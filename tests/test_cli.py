@@ -168,3 +168,20 @@ def test_train_and_embed_with_no_readable_clip_fail_clearly(tmp_path):
                                      "--out", str(tmp_path / "cache")])
     assert result.exit_code == 1 and "none of the 4 clips could be read" in result.output, result.output
     assert not any((tmp_path / "cache").rglob("manifest.json"))
+
+
+def test_cli_choices_are_the_library_names():
+    """The CLI spells model choices out (it must not import Keras to parse options); they stay the library's."""
+    import click
+
+    from seqvision.flow import CAMERA_MOTIONS
+    from seqvision.models import MOTION_INPUTS, TEMPORAL_HEADS
+
+    def choices(command: str, option: str) -> tuple:
+        param = next(p for p in main.commands[command].params if p.name == option)
+        assert isinstance(param.type, click.Choice)
+        return tuple(param.type.choices)
+
+    assert choices("train", "camera_motion") == choices("embed", "camera_motion") == CAMERA_MOTIONS
+    assert choices("train", "motion") == MOTION_INPUTS
+    assert sorted(choices("train", "head")) == sorted(TEMPORAL_HEADS)

@@ -520,8 +520,8 @@ def test_flow_statistics_next_to_embeddings_keep_masks_exact_and_match_the_cache
     for layer in features_model.layers:  # small enough that the probabilities do not saturate
         layer.set_weights([rng.normal(0, 0.1, w.shape).astype("float32") if "variance" not in w.path
                            else rng.uniform(0.5, 2.0, w.shape).astype("float32") for w in layer.weights])
-    frame_model = build_video_classifier(backbone, 3, 32, flow_stats=True, moving_part=moving_part,
-                                         brightness_norm=brightness_norm, camera_motion=camera_motion, **options)
+    frame_model = build_video_classifier(backbone, 3, 32, flow_statistics=FlowStatistics(
+        moving_part=moving_part, brightness_norm=brightness_norm, camera_motion=camera_motion), **options)
     _copy_head(features_model, frame_model)
     frames = np.concatenate([_turning_clip(degrees_per_step=3, steps=6, side=32),
                              _turning_clip(shift_xy=(1, 0), steps=6, side=32, seed=1)])
@@ -555,7 +555,7 @@ def test_change_stream_embeds_frames_and_their_changes_and_keeps_masks_exact(tmp
     np.testing.assert_array_equal(change, np.round(change))  # whole numbers: the cache stores them as uint8
 
     backbone = build_backbone("cnn", 32, filters=(8,), channels=3, pooling="gap")
-    model = build_video_classifier(backbone, 3, 32, head="trend", feature_diff=True, flow_stats=True,
+    model = build_video_classifier(backbone, 3, 32, head="trend", feature_diff=True, flow_statistics=FlowStatistics(),
                                    change_stream=True)
     per_step = keras.Model(model.inputs, model.get_layer("features_and_flow_statistics").output)
     embed = lambda x: backbone.predict(x.reshape(-1, 32, 32, 3), verbose=0).reshape(2, 5, -1)  # noqa: E731
