@@ -46,14 +46,13 @@ def cached_features(dataset: str, work: Path, overrides: dict | None = None, mor
     from seqvision.backbones import backbone_spec, build_backbone
     from seqvision.datasets import find_clips
     from seqvision.embeddings import get_embedding_cache
-    from seqvision.training import (VideoTrainConfig, backbone_identity, backbone_options, default_flow_stats,
+    from seqvision.training import (VideoTrainConfig, backbone_identity, backbone_options,
                                     flow_statistics_layer)
 
     root = generalisation.make_video_set(dataset, work)
     config = VideoTrainConfig(data_dir=str(root / "train"), weights=str(generalisation.WEIGHTS), **(overrides or {}))
     config.img_size = backbone_spec(config.backbone).default_img_size  # as train_video resolves it
     backbone = build_backbone(config.backbone, config.img_size, **backbone_options(config))
-    config.flow_stats = default_flow_stats(config.backbone) if config.flow_stats is None else config.flow_stats
     flow_stats = flow_statistics_layer(config)
     labels = sorted({clip.label for clip in find_clips(root / "train")})
     more_roots = [generalisation.make_generator_run(dataset.removesuffix("_wide"), seed, work)
