@@ -35,7 +35,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib.util
 import os
 import re
@@ -47,7 +46,6 @@ import cv2
 import numpy as np
 
 LABELS = ["pan_left", "pan_right", "zoom_in", "zoom_out"]
-SPLITS = ["train", "test"]
 OUT_SIZE = (160, 120)  # width, height
 OUT_NAME = re.compile(r"^v_(pan_left|pan_right|zoom_in|zoom_out)_g\d+_c\d+\.avi$")
 
@@ -129,22 +127,7 @@ def make_dataset(out_dir, seed: int = 0, shared_data: str = "/work/shared/data",
         raise FileNotFoundError(f"shared data folder not found: {shared_data!r} (expected real videos there)")
     seed = int(seed) & 0xFFFFFFFF
     min_frames = max(rr.MIN_FRAMES, window)
-    skipped: dict[str, str] = {}
-    usable = []
-    for rel in rr._list_candidates(shared_data):
-        path = os.path.join(shared_data, rel)
-        name = os.path.basename(rel)
-        if name in rr.NOT_REAL_FOOTAGE or rr.NOT_REAL_PATTERN.match(name):
-            skipped[path] = rr.NOT_REAL_FOOTAGE.get(name, "synthetic ffmpeg testsrc pattern, not real footage")
-            continue
-        frames, fps, err = rr._decode(path)
-        if err or len(frames) < min_frames:
-            skipped[path] = err or (f"only {len(frames)} decodable frames (< {min_frames})" if frames
-                                    else "opens but decodes no frames")
-            continue
-        usable.append((rel, path, frames, fps))
-    if len(usable) < 2:
-        raise RuntimeError(f"need >= 2 usable source videos under {shared_data}, found {len(usable)}")
+    usable, skipped = rr.usable_sources(shared_data, min_frames)
 
     plans = []
     for g, (rel, path, frames, fps) in enumerate(usable, start=1):
@@ -160,14 +143,8 @@ def make_dataset(out_dir, seed: int = 0, shared_data: str = "/work/shared/data",
     in_test = rr._choose_split(cluster_of, [len(p[1]) for p in plans], [sum(lab >= 2 for lab in p[2]) for p in plans],
                                test_fraction, np.random.default_rng([seed, 1_000_003]))
 
-    for split in SPLITS:
-        for label in LABELS:
-            folder = os.path.join(out_dir, split, label)
-            os.makedirs(folder, exist_ok=True)
-            for name in os.listdir(folder):
-                if OUT_NAME.match(name) or (name.startswith(".v_") and name.endswith(".avi")):
-                    os.remove(os.path.join(folder, name))
-    counts = {split: 0 for split in SPLITS}
+    rr.clear_outputs(out_dir, LABELS, OUT_NAME)
+    counts = {split: 0 for split in rr.SPLITS}
     rows = []
     for g, ((rel, path, frames, fps), (step, starts, labels)) in enumerate(zip(usable, plans), start=1):
         split = "test" if in_test[g - 1] else "train"
@@ -186,12 +163,7 @@ def make_dataset(out_dir, seed: int = 0, shared_data: str = "/work/shared/data",
             rr._write_avi(os.path.join(out_dir, split, name, f"v_{name}_g{g:02d}_c{c:02d}.avi"), film(clip, path_c), fps)
             counts[split] += 1
         rows.append([f"g{g:02d}", path, split, len(frames), round(fps, 4), len(starts)])
-    tmp_csv = os.path.join(out_dir, f".sources.csv.tmp{os.getpid()}")
-    with open(tmp_csv, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["group", "source_path", "split", "n_frames", "fps", "windows"])
-        writer.writerows(rows)
-    os.replace(tmp_csv, os.path.join(out_dir, "sources.csv"))
+    rr.write_sources_csv(out_dir, rows)
     return {**counts, "labels": list(LABELS), "sources": len(usable), "skipped": skipped}
 
 

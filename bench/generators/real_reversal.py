@@ -264,27 +264,11 @@ def _write_avi(path: str, frames: list[np.ndarray], fps: float) -> None:
         raise
 
 
-def make_dataset(out_dir, seed: int = 0, shared_data: str = "/work/shared/data", window: int = 32,
-                 frame_step: int = 2, max_windows_per_video: int = 12, test_fraction: float = 0.3) -> dict:
-    """Build the forward/reversed dataset from real videos under ``shared_data`` into ``out_dir``.
-
-    Returns ``{"train": n, "test": n, "labels": ["forward", "reversed"], "sources": k,
-    "skipped": {path: reason}}`` where n counts windows (files) and k usable source videos.
-    Old ``v_*_g*_c*.avi`` files under ``out_dir/<split>/<label>/`` are removed first, so a
-    rerun never mixes seeds. Nothing under ``shared_data`` is modified.
-    """
-    if not os.path.isdir(shared_data):
-        raise FileNotFoundError(f"shared data folder not found: {shared_data!r} (expected real videos there)")
-    if window < 2 or frame_step < 1 or max_windows_per_video < 2:
-        raise ValueError("need window >= 2, frame_step >= 1, max_windows_per_video >= 2")
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError("test_fraction must be in (0, 1)")
-    seed = int(seed) & 0xFFFFFFFF
-    min_frames = max(MIN_FRAMES, window)
-
-    # 1) decode every candidate; keep the usable ones
+def usable_sources(shared_data: str, min_frames: int):
+    """Decode every candidate under ``shared_data``; returns (usable ``[(rel, path, frames, fps)]``,
+    skipped ``{path: reason}``). Raises ``RuntimeError`` with fewer than 2 usable sources."""
     skipped: dict[str, str] = {}
-    usable = []  # (rel, path, frames, fps)
+    usable = []
     for rel in _list_candidates(shared_data):
         path = os.path.join(shared_data, rel)
         name = os.path.basename(rel)
@@ -306,6 +290,50 @@ def make_dataset(out_dir, seed: int = 0, shared_data: str = "/work/shared/data",
     if len(usable) < 2:
         raise RuntimeError(f"need >= 2 usable source videos under {shared_data}, found {len(usable)}; "
                            f"skipped: {skipped}")
+    return usable, skipped
+
+
+def clear_outputs(out_dir, labels, out_name: re.Pattern) -> None:
+    """Make ``out_dir/<split>/<label>/`` and remove clips (and temporary files) of an earlier run there."""
+    for split in SPLITS:
+        for label in labels:
+            folder = os.path.join(out_dir, split, label)
+            os.makedirs(folder, exist_ok=True)
+            for name in os.listdir(folder):
+                if out_name.match(name) or (name.startswith(".v_") and name.endswith(".avi")):
+                    os.remove(os.path.join(folder, name))
+
+
+def write_sources_csv(out_dir, rows) -> None:
+    """``out_dir/sources.csv`` (group, source_path, split, n_frames, fps, windows), written atomically."""
+    tmp_csv = os.path.join(out_dir, f".sources.csv.tmp{os.getpid()}")
+    with open(tmp_csv, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["group", "source_path", "split", "n_frames", "fps", "windows"])
+        writer.writerows(rows)
+    os.replace(tmp_csv, os.path.join(out_dir, "sources.csv"))
+
+
+def make_dataset(out_dir, seed: int = 0, shared_data: str = "/work/shared/data", window: int = 32,
+                 frame_step: int = 2, max_windows_per_video: int = 12, test_fraction: float = 0.3) -> dict:
+    """Build the forward/reversed dataset from real videos under ``shared_data`` into ``out_dir``.
+
+    Returns ``{"train": n, "test": n, "labels": ["forward", "reversed"], "sources": k,
+    "skipped": {path: reason}}`` where n counts windows (files) and k usable source videos.
+    Old ``v_*_g*_c*.avi`` files under ``out_dir/<split>/<label>/`` are removed first, so a
+    rerun never mixes seeds. Nothing under ``shared_data`` is modified.
+    """
+    if not os.path.isdir(shared_data):
+        raise FileNotFoundError(f"shared data folder not found: {shared_data!r} (expected real videos there)")
+    if window < 2 or frame_step < 1 or max_windows_per_video < 2:
+        raise ValueError("need window >= 2, frame_step >= 1, max_windows_per_video >= 2")
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError("test_fraction must be in (0, 1)")
+    seed = int(seed) & 0xFFFFFFFF
+    min_frames = max(MIN_FRAMES, window)
+
+    # 1) decode every candidate; keep the usable ones
+    usable, skipped = usable_sources(shared_data, min_frames)
 
     # 2) windows and balanced labels per source (seeded per source index)
     plans = []
@@ -323,13 +351,7 @@ def make_dataset(out_dir, seed: int = 0, shared_data: str = "/work/shared/data",
                             test_fraction, np.random.default_rng([seed, 1_000_003]))
 
     # 4) write
-    for split in SPLITS:
-        for label in LABELS:
-            d = os.path.join(out_dir, split, label)
-            os.makedirs(d, exist_ok=True)
-            for name in os.listdir(d):
-                if OUT_NAME.match(name) or (name.startswith(".v_") and name.endswith(".avi")):
-                    os.remove(os.path.join(d, name))
+    clear_outputs(out_dir, LABELS, OUT_NAME)
     counts = {s: {l: 0 for l in LABELS} for s in SPLITS}
     rows = []
     for g, ((rel, path, frames, fps), (step, starts, labels)) in enumerate(zip(usable, plans), start=1):
@@ -343,12 +365,7 @@ def make_dataset(out_dir, seed: int = 0, shared_data: str = "/work/shared/data",
             counts[split][label] += 1
         rows.append([f"g{g:02d}", path, split, len(frames), round(fps, 4), len(starts)])
 
-    tmp_csv = os.path.join(out_dir, f".sources.csv.tmp{os.getpid()}")
-    with open(tmp_csv, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["group", "source_path", "split", "n_frames", "fps", "windows"])
-        w.writerows(rows)
-    os.replace(tmp_csv, os.path.join(out_dir, "sources.csv"))
+    write_sources_csv(out_dir, rows)
 
     return {
         "train": sum(counts["train"].values()),
