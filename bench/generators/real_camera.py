@@ -174,7 +174,11 @@ def main(argv=None) -> int:
     parser.add_argument("--shared-data", default="/work/shared/data")
     args = parser.parse_args(argv)
     start = time.time()
-    summary = make_dataset(args.out_dir, seed=args.seed, shared_data=args.shared_data)
+    try:
+        summary = make_dataset(args.out_dir, seed=args.seed, shared_data=args.shared_data)
+    except (FileNotFoundError, RuntimeError) as error:  # no usable sources: say which and why, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(f"train={summary['train']} test={summary['test']} sources={summary['sources']} ({time.time() - start:.1f}s)")
     for path, reason in summary["skipped"].items():
         print(f"  skipped {path}: {reason}")

@@ -383,7 +383,11 @@ def main(argv=None) -> int:
     ap.add_argument("--shared-data", default="/work/shared/data")
     args = ap.parse_args(argv)
     t0 = time.time()
-    summary = make_dataset(args.out_dir, seed=args.seed, shared_data=args.shared_data)
+    try:
+        summary = make_dataset(args.out_dir, seed=args.seed, shared_data=args.shared_data)
+    except (FileNotFoundError, RuntimeError) as error:  # no usable sources: say which and why, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(f"train={summary['train']} test={summary['test']} labels={summary['labels']} "
           f"sources={summary['sources']} ({time.time() - t0:.1f}s)")
     with open(os.path.join(args.out_dir, "sources.csv")) as fh:
