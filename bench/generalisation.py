@@ -66,7 +66,9 @@ default before 2026-12-05; ``mobilenet_trend`` rows ran before motion descriptor
 frame, added 2026-12-07; ``mobilenet_brightness``: ``--brightness-norm``, the flow statistics of frames whose
 brightness is standardised, added 2026-12-07 (later); ``mobilenet_brightness_affine``: that with
 ``--moving-part --camera-motion affine``, the moving part against a robust affine fit of the camera's motion,
-added 2026-12-07 (night); ``mobilenet_moving_parts`` and ``mobilenet_grid2``, the
+added 2026-12-07 (night); ``mobilenet_clip_change``: ``--clip-change``, the embedding of what changed over
+the clip (last quarter against first) next to every step, added 2026-12-07 (night session);
+``mobilenet_moving_parts`` and ``mobilenet_grid2``, the
 last feature map average-pooled on a 2x2 grid instead of globally, ran on uncommitted changes, see the
 notes of 2026-12-06), ``mobilenet_norefit``
 (``--no-refit``: the head of the run with validation clips held out, the default before the refit). The flow
@@ -400,7 +402,10 @@ MOBILENET_VARIANTS = {"mobilenet": {}, "mobilenet_lstm": {"head": "lstm"}, "mobi
                       # the flow statistics of brightness-standardised frames (added 2026-12-07, later)
                       "mobilenet_brightness": {"brightness_norm": True},
                       "mobilenet_brightness_affine": {"brightness_norm": True, "moving_part": True,
-                                                      "camera_motion": "affine"}}
+                                                      "camera_motion": "affine"},
+                      # what changed over the clip, embedded once a view, its 16 principal components (added
+                      # 2026-12-07, night session)
+                      "mobilenet_clip_change": {"clip_change": True}}
 
 
 def run_one(dataset: str, method: str, seed: int, work: Path) -> dict:

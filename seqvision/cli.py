@@ -131,6 +131,10 @@ def extract_frames_command(videos_dir, out_dir, seq_len, every_seconds, stride, 
               help="Frozen pretrained backbones: also embed each step's change image (3 x |frame - previous frame|) "
               "next to the frame, cached with the embeddings; twice the backbone calls (see bench/generalisation.md: "
               "not the default).")
+@click.option("--clip-change", is_flag=True,
+              help="Frozen pretrained backbones: also embed what changed over each clip (|last quarter - first quarter| "
+              "of its frames, one image a clip), projected on its 16 principal components on the training clips; "
+              "cached with the embeddings (see bench/generalisation_notes.md: not yet the default).")
 @click.option("--weight-decay", type=click.FloatRange(0), default=1e-4, show_default=True,
               help="AdamW decoupled weight decay; 0 = plain Adam.")
 @click.option("--head-l1", type=click.FloatRange(0),
@@ -204,6 +208,9 @@ def train_command(data_dir, run_dir, overwrite, **options):
 @click.option("--change-stream", is_flag=True,
               help="Cache the embeddings of each step's change image too (train --change-stream must match to reuse "
               "the cache; ignored with an INDEX.csv).")
+@click.option("--clip-change", is_flag=True,
+              help="Cache the embedding of each view's clip-change image too (train --clip-change must match to reuse "
+              "the cache; ignored with an INDEX.csv).")
 @click.option("--pool", type=click.Choice(list(CLIP_POOLS)), default=DEFAULT_CLIP_POOL, show_default=True,
               help="INDEX.csv: how frame embeddings become one clip vector (see bench/embed_pooling.md).")
 @click.option("--keep-frames", is_flag=True, help="INDEX.csv: also write F_<split>.npy [N, T, D] and mask_<split>.npy.")
@@ -217,7 +224,7 @@ def train_command(data_dir, run_dir, overwrite, **options):
 @friendly_errors
 def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, alpha, hub_handle, hub_input_range,
                   views, batch_frames, flow_stats, moving_part, brightness_norm, camera_motion, change_stream,
-                  **index_options):
+                  clip_change, **index_options):
     """Compute (or reuse) the frozen-backbone embedding cache of DATA_DIR.
 
     With an INDEX.csv (from seqvision index) instead: one vector per window, per split, into --out
@@ -243,7 +250,7 @@ def embed_command(data_dir, cache_root, backbone, seq_len, img_size, weights, al
     cache = get_embedding_cache(find_clips(data_dir), model, backbone_identity(config), seq_len, img_size,
                                 cache_root, views=views, batch_frames=batch_frames,
                                 flow_stats=flow_statistics_layer(config),
-                                change_stream=change_stream)
+                                change_stream=change_stream, clip_change=clip_change)
     click.echo(str(cache.path))
 
 

@@ -72,11 +72,12 @@ def default_cache_root() -> Path:
 
 
 def cache_key(clips, backbone_id: dict, seq_len: int, img_size: int, views: int = 1,
-              flow_stats: dict | None = None, change_gain: float | None = None) -> dict:
+              flow_stats: dict | None = None, change_gain: float | None = None, clip_change: bool = False) -> dict:
     """Everything the cached numbers depend on (JSON-ready); clips in path order, once each.
     ``flow_stats``: the config of the :class:`seqvision.flow.FlowStatistics` appended to each
-    embedding; ``change_gain``: that of the change images embedded next to the frames (each absent
-    from the key when None, so caches made before it keep their keys)."""
+    embedding; ``change_gain``: that of the change images embedded next to the frames;
+    ``clip_change``: each view's clip-change embedding appended last (each absent from the key when
+    None / False, so caches made before it keep their keys)."""
     entries = {}
     for clip in clips:
         path = Path(clip.path).resolve()
@@ -86,6 +87,7 @@ def cache_key(clips, backbone_id: dict, seq_len: int, img_size: int, views: int 
     key = {"version": CACHE_VERSION, "backbone": backbone_id, "img_size": img_size, "seq_len": seq_len,
            "sampling": "uniform", "views": views, "clips": entries}
     key = {**key, "flow_stats": flow_stats} if flow_stats else key
+    key = {**key, "clip_change": True} if clip_change else key
     return {**key, "change_gain": change_gain} if change_gain else key
 
 
@@ -117,7 +119,7 @@ def cache_dir_for(key: dict, cache_root: str | Path) -> Path:
 
 def _same_extras(manifest: dict, key: dict) -> bool:
     """Whether a cache holds the same numbers next to its embeddings as ``key`` asks for (none included)."""
-    return all(manifest.get(extra) == key.get(extra) for extra in ("flow_stats", "change_gain"))
+    return all(manifest.get(extra) == key.get(extra) for extra in ("flow_stats", "change_gain", "clip_change"))
 
 
 def open_embedding_cache(path: str | Path, key: dict | None = None) -> EmbeddingCache | None:
@@ -188,13 +190,16 @@ def _partial_dir(cache_dir: Path) -> Path:
 
 def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_size: int,
                           cache_dir: str | Path, views: int = 1, batch_frames: int = 256, workers: int | None = None,
-                          progress: bool = True, flow_stats=None, change_stream: bool = False) -> EmbeddingCache:
+                          progress: bool = True, flow_stats=None, change_stream: bool = False,
+                          clip_change: bool = False) -> EmbeddingCache:
     """Decode every clip once (all ``views``), embed its frames in batches of ``batch_frames``, write the cache.
 
     ``flow_stats`` (a :class:`seqvision.flow.FlowStatistics` or None): its ``[T, F]`` motion
     descriptors of each view are appended to the embeddings, ``D + F`` numbers per step.
     ``change_stream``: each step's change image (:class:`seqvision.models.FrameChange`) is
     embedded too, in the same batches: ``[frame D, change D, F]`` per step, as the model's order.
+    ``clip_change``: each view's :class:`seqvision.models.ClipChange` image is embedded in the same
+    batches and its ``D`` numbers follow at every valid step (the model's order again).
     Decoding runs in a thread pool (OpenCV releases the GIL) ahead of the model calls.
     Clips that cannot be read are logged and stored with length 0 (all-False mask);
     callers drop them.
@@ -202,14 +207,15 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
     from tqdm import tqdm
 
     from seqvision.datasets import load_clip_views
-    from seqvision.models import FrameChange
+    from seqvision.models import ClipChange, FrameChange
     from seqvision.sampling import view_offsets
     from seqvision.video import VideoError
 
     cache_dir = Path(cache_dir)
     frame_change = FrameChange() if change_stream else None
+    clip_change_layer = ClipChange() if clip_change else None
     key = cache_key(clips, backbone_id, seq_len, img_size, views, flow_stats_key(flow_stats),
-                    frame_change.gain if frame_change is not None else None)
+                    frame_change.gain if frame_change is not None else None, clip_change)
     offsets = view_offsets(views)
     by_path = {str(Path(c.path).resolve()): c for c in clips}
     clips = [by_path[entry["path"]] for entry in key["clips"]]  # row order = manifest order
@@ -222,7 +228,7 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
     streams = 2 if change_stream else 1
     stats_dim = (int(flow_stats.compute_output_shape((None, None, img_size, img_size, 3))[-1])
                  if flow_stats is not None else 0)
-    dim = streams * embedding_dim + stats_dim
+    dim = streams * embedding_dim + stats_dim + (embedding_dim if clip_change else 0)
     features = allocate_npy(tmp / "features.npy", np.float16, (len(clips), views, seq_len, dim))
     lengths = np.zeros(len(clips), np.int32)
 
@@ -247,10 +253,14 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
         for index, length, copies, motion in pending_rows:
             rows = embedded[offset:offset + copies * streams * length].reshape(copies, streams, length, embedding_dim)
             rows = np.concatenate(list(rows.transpose(1, 0, 2, 3)), axis=-1)  # [copies, length, streams * D]
+            offset += copies * streams * length
             if motion is not None:
                 rows = np.concatenate([rows, motion], axis=-1)
+            if clip_change_layer is not None:  # one vector per view, at every valid step
+                change = embedded[offset:offset + copies]
+                rows = np.concatenate([rows, np.repeat(change[:, None], length, axis=1)], axis=-1)
+                offset += copies
             features[index, :, :length] = rows  # one embedded view fills every view when they are the same
-            offset += copies * streams * length
         pending_frames.clear()
         pending_rows.clear()
 
@@ -269,8 +279,11 @@ def build_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_
                     changes = np.asarray(frame_change(views_frames)).astype(np.uint8)
                     views_frames = np.concatenate([views_frames, changes], axis=1)
                 pending_frames.append(views_frames.reshape(-1, *frames.shape[2:]))
+                if clip_change_layer is not None:  # float images: the model feeds them unrounded
+                    pending_frames.append(np.asarray(clip_change_layer(frames[:copies, :length],
+                                                                       np.ones((copies, length), bool)), np.float32))
                 pending_rows.append((index, length, copies, motion))
-                queued += copies * streams * length
+                queued += copies * (streams * length + (1 if clip_change_layer is not None else 0))
             if queued >= batch_frames:
                 flush()
                 queued = 0
@@ -350,7 +363,7 @@ def _build_lock(cache_dir: Path):
 
 def get_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_size: int,
                         cache_root: str | Path | None = None, views: int = 1, flow_stats=None,
-                        change_stream: bool = False,
+                        change_stream: bool = False, clip_change: bool = False,
                         **build_options) -> EmbeddingCache:
     """Reuse a cache of these clips (or of more) with these settings, or build it.
 
@@ -361,7 +374,7 @@ def get_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_si
     from seqvision.models import CHANGE_GAIN
 
     key = cache_key(clips, backbone_id, seq_len, img_size, views, flow_stats_key(flow_stats),
-                    CHANGE_GAIN if change_stream else None)
+                    CHANGE_GAIN if change_stream else None, clip_change)
     cache_root = cache_root or default_cache_root()
     path = cache_dir_for(key, cache_root)
     cache = open_embedding_cache(path, key) or find_covering_cache(key, cache_root)
@@ -373,7 +386,7 @@ def get_embedding_cache(clips, backbone, backbone_id: dict, seq_len: int, img_si
                     with with_path(path):
                         return build_embedding_cache(clips, backbone, backbone_id, seq_len, img_size, path,
                                                      views, flow_stats=flow_stats, change_stream=change_stream,
-                                                     **build_options)
+                                                     clip_change=clip_change, **build_options)
                 except BaseException:
                     shutil.rmtree(_partial_dir(path), ignore_errors=True)
                     raise

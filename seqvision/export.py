@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 SIGNATURE_KEY = "serve"
 TFLITE_BATCH = 1
 _SUMMARY_KEYS = ("kind", "backbone", "img_size", "seq_len", "head", "units", "num_layers", "bidirectional",
-                 "motion", "feature_diff", "flow_stats", "moving_part", "brightness_norm", "camera_motion", "change_stream", "alpha", "weights",
+                 "motion", "feature_diff", "flow_stats", "moving_part", "brightness_norm", "camera_motion", "change_stream",
+                 "clip_change", "alpha", "weights",
                  "hub_handle", "max_persons", "use_score", "score_threshold", "label_ids")
 _MOBILENET_KEYS = ("alpha", "weights", "hub_handle")
 

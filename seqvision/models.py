@@ -93,6 +93,64 @@ class FrameChange(layers.Layer):
         return {**super().get_config(), "gain": self.gain}
 
 
+CLIP_CHANGE_COMPONENTS = 16  # principal components of the clip-change embedding the head sees
+
+
+@keras.saving.register_keras_serializable(package="seqvision")
+class ClipChange(layers.Layer):
+    """What changed over the clip, as one image: ``frames [B, T, H, W, C]`` 0..255 under ``mask [B, T]``
+    -> ``|mean of the last quarter of the valid frames - mean of the first quarter|`` ``[B, H, W, C]``,
+    scaled so its brightest value is 255 (at most x255: a still clip stays dark). The same for a clip
+    and its reversal, and the static scene cancels: what kind of change, not its direction (the head's
+    trend inputs give that). Only valid steps count; a one-step clip gives a black image."""
+
+    def call(self, frames, mask):
+        x = ops.cast(frames, "float32")
+        valid = ops.cast(mask, "float32")
+        count = ops.sum(valid, axis=1, keepdims=True)  # [B, 1]
+        quarter = ops.maximum(ops.floor(count / 4.0), 1.0)
+        position = ops.cumsum(valid, axis=1) - 1.0  # 0 .. count-1 on valid steps
+        first = valid * ops.cast(position < quarter, "float32")
+        last = valid * ops.cast(position >= count - quarter, "float32")
+
+        def mean_over(weights):
+            total = ops.sum(x * weights[:, :, None, None, None], axis=1)
+            return total / ops.maximum(ops.sum(weights, axis=1), 1.0)[:, None, None, None]
+
+        change = ops.abs(mean_over(last) - mean_over(first))
+        peak = ops.max(change, axis=(1, 2, 3), keepdims=True)
+        return ops.cast(ops.clip(change * (255.0 / ops.maximum(peak, 1.0)), 0.0, 255.0), self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *input_shape[2:])
+
+
+@keras.saving.register_keras_serializable(package="seqvision")
+class OverValidSteps(layers.Layer):
+    """``[B, D]`` under ``mask [B, T]`` -> ``[B, T, D]``: the vector at every valid step, 0 on padding."""
+
+    def call(self, x, mask):
+        return x[:, None, :] * ops.cast(mask, x.dtype)[:, :, None]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], None, input_shape[-1])
+
+
+def fit_clip_change_projection(vectors, components: int = CLIP_CHANGE_COMPONENTS):
+    """Principal components of clip-change embeddings ``vectors [N, D]`` (NumPy, training clips only):
+    ``(kernel [D, components], bias [components])`` of the frozen ``Dense`` that projects onto them
+    (centred; the head's BatchNorm scales each). Fewer than ``components`` directions: zero columns."""
+    import numpy as np
+
+    vectors = np.asarray(vectors, np.float64)
+    mean = vectors.mean(axis=0)
+    _, _, directions = np.linalg.svd(vectors - mean, full_matrices=False)
+    kernel = np.zeros((vectors.shape[1], components))
+    kept = directions[:components].T
+    kernel[:, :kept.shape[1]] = kept
+    return kernel.astype(np.float32), (-mean @ kernel).astype(np.float32)
+
+
 @keras.saving.register_keras_serializable(package="seqvision")
 class HalvesSideBySide(layers.Layer):
     """``[B, 2T, D]`` (two sequences one after the other in time) -> ``[B, T, 2D]`` (step t of both, side by side)."""
@@ -203,25 +261,33 @@ def build_sequence_classifier(feature_dim: int, num_classes: int, input_name: st
                               seq_len: int | None = None, units: int = 128, num_layers: int = 1,
                               bidirectional: bool = False, dropout: float = 0.3, input_dropout: float = 0.0,
                               head: str = "lstm", feature_diff: bool = False, l1: float = 0.0,
-                              name: str = "sequence_classifier") -> keras.Model:
+                              clip_change_dim: int = 0, name: str = "sequence_classifier") -> keras.Model:
     """Classifier over per-step vectors: ``{input_name: [B, T, D], "mask": [B, T]} -> [B, K]``.
 
     Used for cached backbone embeddings (``input_name="features"``) and skeletons
     (``input_name="keypoints"``). ``seq_len=None`` accepts any length. ``head`` picks the
     temporal model from ``TEMPORAL_HEADS`` (``"mean"`` is the order-free baseline);
     ``feature_diff`` feeds it each step's vector and its change since the previous step.
+    ``clip_change_dim``: the last that many numbers of each step are the clip-change embedding
+    (:class:`ClipChange`), projected by the frozen ``clip_change_pca`` layer (set its weights with
+    :func:`fit_clip_change_projection`).
     """
     features = keras.Input((seq_len, feature_dim), name=input_name)
     mask = keras.Input((seq_len,), dtype="bool", name="mask")
     probs = _temporal_model(features, mask, num_classes, units, num_layers, bidirectional, dropout, head,
-                            feature_diff, input_dropout, l1=l1)
+                            feature_diff, input_dropout, l1=l1, clip_change_dim=clip_change_dim)
     return keras.Model({input_name: features, "mask": mask}, probs, name=name)
 
 
 def _temporal_model(sequence, mask, num_classes, units, num_layers, bidirectional, dropout, head,
-                    feature_diff, input_dropout=0.0, prefix: str = "", l1: float = 0.0):
+                    feature_diff, input_dropout=0.0, prefix: str = "", l1: float = 0.0, clip_change_dim: int = 0):
     """``[B, T, D]`` under ``mask`` -> probabilities; the layers the video and feature models share by name
     (``prefix`` names a second stream's own layers)."""
+    if clip_change_dim:
+        projected = layers.Dense(CLIP_CHANGE_COMPONENTS, trainable=False, name=f"{prefix}clip_change_pca")(
+            sequence[..., -clip_change_dim:])
+        sequence = layers.Concatenate(name=f"{prefix}with_clip_change_components")(
+            [sequence[..., :-clip_change_dim], ops.cast(projected, sequence.dtype)])
     x = TemporalDifference(name=f"{prefix}feature_diff")(sequence) if feature_diff else sequence
     x = layers.Dropout(input_dropout, name=f"{prefix}input_dropout")(x) if input_dropout else x
     return temporal_head(head)(x, mask, num_classes, units, num_layers, bidirectional, dropout, name=f"{prefix}head",
@@ -289,7 +355,7 @@ def build_video_classifier(backbone: keras.Model, num_classes: int, img_size: in
                            input_dropout: float = 0.0, head: str = "lstm", motion: str = "frames",
                            feature_diff: bool = False, frames_backbone: keras.Model | None = None,
                            flow_statistics: keras.layers.Layer | None = None, change_stream: bool = False,
-                           l1: float = 0.0,
+                           l1: float = 0.0, clip_change: bool = False,
                            name: str = "video_classifier") -> keras.Model:
     """``{"frames": [B, T, H, W, 3] in 0..255, "mask": [B, T] bool} -> [B, K]``.
 
@@ -305,7 +371,8 @@ def build_video_classifier(backbone: keras.Model, num_classes: int, img_size: in
     motion descriptors of the frames, ``[B, T, F]``, as the embedding cache stores them for a frozen
     backbone. ``change_stream``: the backbone also embeds
     each step's :class:`FrameChange` image, in the same batched call; per step ``[frame vector,
-    change vector, descriptors]``, the cache's order.
+    change vector, descriptors]``, the cache's order. ``clip_change``: the backbone also embeds the
+    clip's :class:`ClipChange` image (one per clip), appended to every valid step, last.
     """
     frames = keras.Input((seq_len, img_size, img_size, 3), name="frames")
     mask = keras.Input((seq_len,), dtype="bool", name="mask")
@@ -320,8 +387,14 @@ def build_video_classifier(backbone: keras.Model, num_classes: int, img_size: in
         motion_features = flow_statistics(frames)
         features = layers.Concatenate(name="features_and_flow_statistics")(
             [features, ops.cast(motion_features, features.dtype)])
+    clip_change_dim = 0
+    if clip_change:
+        change_vector = backbone(ClipChange(name="clip_change")(frames, mask))
+        clip_change_dim = int(change_vector.shape[-1])
+        features = layers.Concatenate(name="features_and_clip_change")(
+            [features, ops.cast(OverValidSteps(name="clip_change_over_steps")(change_vector, mask), features.dtype)])
     probs = _temporal_model(features, mask, num_classes, units, num_layers, bidirectional, dropout, head,
-                            feature_diff, input_dropout, l1=l1)
+                            feature_diff, input_dropout, l1=l1, clip_change_dim=clip_change_dim)
     if motion == "two_stream":
         if frames_backbone is None:
             raise SeqvisionError("motion 'two_stream' needs frames_backbone: the CNN that sees the frames")

@@ -67,6 +67,7 @@ class VideoTrainConfig:
     # None = on whenever there are flow statistics (default_brightness_norm)
     camera_motion: str = "median"  # moving part: the camera motion it is measured against (flow.CAMERA_MOTIONS)
     change_stream: bool = False  # frozen backbones: also embed each step's change image |frame_t - frame_t-1|
+    clip_change: bool = False  # frozen backbones: also embed what changed over the clip (models.ClipChange)
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
     head_l1: float | None = None  # L1 penalty on the temporal head's output weights; None = default_head_l1(backbone)
     refit: bool = True  # head on cached embeddings, no fine-tuning: after the run with validation, train it again
@@ -317,6 +318,9 @@ def train_video(config: VideoTrainConfig, run_dir: str | Path, overwrite: bool =
     if config.change_stream and not spec.frozen:
         raise SeqvisionError(f"the change stream is for frozen pretrained backbones; {spec.name} sees motion "
                              f"through --motion")
+    if config.clip_change and not spec.frozen:
+        raise SeqvisionError(f"--clip-change is for frozen pretrained backbones; {spec.name} sees motion "
+                             f"through --motion")
     if spec.frozen and (config.flip or config.flip_pairs) and config.fine_tune_at is None:
         log.warning("flips act on frames: with a frozen %s they apply only while fine-tuning (--fine-tune-at)",
                     config.backbone)
@@ -442,7 +446,7 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
     """
     from seqvision.datasets import make_feature_dataset
     from seqvision.embeddings import get_embedding_cache
-    from seqvision.models import build_sequence_classifier, build_video_classifier
+    from seqvision.models import build_sequence_classifier, build_video_classifier, fit_clip_change_projection
 
     best_path = Path(run_dir) / "best.json"
     if resuming and best_path.exists() and (best := read_json(best_path)).get("phase") == "head":
@@ -453,7 +457,8 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
              "when frames are fed (cnn backbone, fine-tuning)", " and flip" if config.flip else "")
     cache = get_embedding_cache(train_clips + val_clips, backbone, backbone_identity(config), config.seq_len,
                                 config.img_size, config.cache_dir, views=config.train_views,
-                                flow_stats=flow_statistics_layer(config), change_stream=config.change_stream)
+                                flow_stats=flow_statistics_layer(config), change_stream=config.change_stream,
+                                clip_change=config.clip_change)
     label_index = {name: i for i, name in enumerate(labels)}
     y = np.array([label_index.get(c["label"], -1) for c in cache.manifest["clips"]], np.int32)
     train_rows, val_rows = (rows[cache.lengths[rows] > 0] for rows in (cache.rows_for(train_clips),
@@ -464,9 +469,16 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
     val_ds = make_feature_dataset(cache.features, cache.masks, y, val_rows, global_batch) if len(val_rows) else None
     dim = cache.features.shape[-1]
     epochs = config.fine_tune_at if config.fine_tune_at is not None else config.epochs
+    clip_change_dim = int(backbone.output_shape[-1]) if config.clip_change else 0
+    projection = fit_clip_change_projection(
+        _clip_change_vectors(cache, train_rows, clip_change_dim)) if clip_change_dim else None
 
     def build_head():
-        return build_sequence_classifier(dim, len(labels), "features", **head_options)
+        head = build_sequence_classifier(dim, len(labels), "features", clip_change_dim=clip_change_dim,
+                                         **head_options)
+        if projection is not None:
+            head.get_layer("clip_change_pca").set_weights(list(projection))
+        return head
 
     refit = config.refit and len(val_rows) > 0 and config.fine_tune_at is None
     validated = refit and resuming and best_path.exists() and read_json(best_path).get("phase") == "head_validation"
@@ -485,13 +497,28 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
     with strategy.scope():
         model = build_video_classifier(backbone, len(labels), config.img_size,
                                        flow_statistics=flow_statistics_layer(config),
-                                       change_stream=config.change_stream, **head_options)
+                                       change_stream=config.change_stream, clip_change=config.clip_change,
+                                       **head_options)
         _copy_head(head, model)
     best = {**best, "phase": "head"}
     if is_chief(strategy):
         save_model_atomic(model, run_dir / "model.keras")
         atomic_write_json(run_dir / "best.json", best)
     return model, best
+
+
+def _clip_change_vectors(cache, rows, dim: int, chunk: int = 256) -> np.ndarray:
+    """The clip-change embeddings ``[len(rows) * V, dim]`` of every cached view of ``rows`` (the last ``dim``
+    numbers of step 0, where each view's vector sits), read a chunk of rows at a time."""
+    from seqvision.datasets import read_feature_views
+
+    views = cache.features.shape[1]
+    parts = []
+    for start in range(0, len(rows), chunk):
+        part = np.repeat(rows[start:start + chunk], views)
+        parts.append(read_feature_views(cache.features, part, np.tile(np.arange(views), len(part) // views))
+                     [:, 0, -dim:])
+    return np.concatenate(parts)
 
 
 def _refit_head(config, build_head, cache, y, rows, best: dict, run_dir, strategy, resuming):

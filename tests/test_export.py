@@ -118,12 +118,13 @@ def test_mobilenet_run_exports_equal_to_the_run(video_tree, tmp_path):
 
     run = _train_video_run(video_tree, tmp_path / "run", "--backbone", "mobilenet", "--weights", "none",
                            "--alpha", "0.35", "--cache-dir", str(tmp_path / "cache"),
-                           "--moving-part", "--camera-motion", "affine")
+                           "--moving-part", "--camera-motion", "affine", "--clip-change")
     out = _export(run, tmp_path / "export")
     signature = _check_files(out, ["frames", "mask"], ["move_left", "move_right"])
     assert signature["run"]["backbone"] == "mobilenet" and signature["run"]["alpha"] == 0.35
     assert signature["run"]["camera_motion"] == "affine"  # the robust fit (a batched solve) exports too
     assert signature["run"]["flow_stats"] is True  # motion descriptors inside the exported model too
+    assert signature["run"]["clip_change"] is True  # the clip-change image and its frozen projection too
     assert not (out / "model.tflite").exists()
 
     frames, mask = _frames_with_padding(np.random.default_rng(1))

@@ -14,6 +14,19 @@ def _padded(x, extra, fill):
     return np.concatenate([x, pad], axis=1), mask
 
 
+def _assert_padding_changes_nothing_and_saves(model, frames, unpadded, extra: int, path):
+    """``model`` on ``frames`` right-padded by ``extra`` white steps gives ``unpadded`` (and not without the mask,
+    so the check can fail); saved to ``path`` and loaded, the same. Returns the loaded model."""
+    padded, mask = _padded(frames, extra, 255.0)
+    np.testing.assert_allclose(model.predict({"frames": padded, "mask": mask}, verbose=0), unpadded, atol=1e-5)
+    unmasked = model.predict({"frames": padded, "mask": np.ones_like(mask)}, verbose=0)
+    assert np.abs(unmasked - unpadded).max() > 1e-4  # the mask matters, so the test can fail
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded.predict({"frames": padded, "mask": mask}, verbose=0), unpadded, atol=1e-5)
+    return loaded
+
+
 @pytest.mark.parametrize("bidirectional,num_layers,motion,feature_diff,pooling", [
     (False, 1, "frames", False, "gap"), (True, 1, "frames", False, "grid"), (False, 2, "frames", False, "gap"),
     (False, 1, "diff", True, "grid"), (True, 2, "diff", True, "gap"), (False, 1, "flow", True, "grid"),
@@ -530,13 +543,7 @@ def test_flow_statistics_next_to_embeddings_keep_masks_exact_and_match_the_cache
     expected = features_model.predict({"features": cached, "mask": np.ones((2, 6), bool)}, verbose=0)
     unpadded = frame_model.predict({"frames": frames, "mask": np.ones((2, 6), bool)}, verbose=0)
     np.testing.assert_allclose(unpadded, expected, atol=1e-4)
-    padded, mask = _padded(frames, 4, 255.0)
-    np.testing.assert_allclose(frame_model.predict({"frames": padded, "mask": mask}, verbose=0), unpadded, atol=1e-5)
-    unmasked = frame_model.predict({"frames": padded, "mask": np.ones_like(mask)}, verbose=0)
-    assert np.abs(unmasked - unpadded).max() > 1e-4  # the mask matters, so the test can fail
-    frame_model.save(tmp_path / "flow_stats.keras")
-    loaded = keras.models.load_model(tmp_path / "flow_stats.keras")
-    np.testing.assert_allclose(loaded.predict({"frames": padded, "mask": mask}, verbose=0), unpadded, atol=1e-5)
+    _assert_padding_changes_nothing_and_saves(frame_model, frames, unpadded, 4, tmp_path / "flow_stats.keras")
 
 
 def test_change_stream_embeds_frames_and_their_changes_and_keeps_masks_exact(tmp_path):
@@ -570,3 +577,75 @@ def test_change_stream_embeds_frames_and_their_changes_and_keeps_masks_exact(tmp
     model.save(tmp_path / "change.keras")
     loaded = keras.models.load_model(tmp_path / "change.keras")
     np.testing.assert_allclose(loaded.predict({"frames": padded, "mask": mask}, verbose=0), unpadded, atol=1e-5)
+
+
+def _clip_change_twin(frames: np.ndarray, length: int) -> np.ndarray:
+    """NumPy reference of ClipChange for one clip's ``frames [T, H, W, C]`` with ``length`` valid steps."""
+    quarter = max(length // 4, 1)
+    valid = frames[:length].astype(np.float64)
+    change = np.abs(valid[length - quarter:].mean(0) - valid[:quarter].mean(0))
+    return np.clip(change * 255.0 / max(change.max(), 1.0), 0, 255)
+
+
+def test_clip_change_is_the_quarter_means_difference_of_valid_frames_and_even_in_time():
+    from seqvision.models import ClipChange
+
+    rng = np.random.default_rng(21)
+    frames = rng.integers(0, 256, (3, 9, 8, 8, 3)).astype("float32")
+    lengths = np.array([9, 6, 1])
+    mask = np.arange(9)[None] < lengths[:, None]
+    images = np.asarray(ClipChange()(frames, mask))
+    for clip, length in enumerate(lengths):
+        np.testing.assert_allclose(images[clip], _clip_change_twin(frames[clip], length), atol=1e-3)
+    assert images[0].max() == pytest.approx(255.0) and not images[2].any()  # one step: nothing changed
+    reversed_frames = frames.copy()
+    for clip, length in enumerate(lengths):
+        reversed_frames[clip, :length] = frames[clip, :length][::-1]
+    np.testing.assert_allclose(np.asarray(ClipChange()(reversed_frames, mask)), images, atol=1e-3)
+    padded = frames.copy()
+    padded[~mask] = 255.0  # padding is never read
+    np.testing.assert_array_equal(np.asarray(ClipChange()(padded, mask)), images)
+
+
+def test_clip_change_projection_keeps_the_leading_directions_centred():
+    from seqvision.models import fit_clip_change_projection
+
+    rng = np.random.default_rng(22)
+    direction = rng.standard_normal(12)
+    direction /= np.linalg.norm(direction)
+    vectors = 5.0 + np.outer(rng.standard_normal(40) * 10.0, direction) + 0.01 * rng.standard_normal((40, 12))
+    kernel, bias = fit_clip_change_projection(vectors, components=4)
+    projected = vectors @ kernel + bias
+    np.testing.assert_allclose(projected.mean(0), 0.0, atol=1e-3)
+    assert abs(kernel[:, 0] @ direction) > 0.999  # the first component is the direction of most variance
+    assert projected[:, 0].var() > 1e3 * projected[:, 1:].var(0).max()
+    few_kernel, _ = fit_clip_change_projection(vectors[:3], components=4)  # 3 vectors: 3 directions at most
+    assert not few_kernel[:, 3].any() and few_kernel[:, :2].any()
+
+
+def test_clip_change_model_embeds_the_clip_image_last_and_keeps_masks_exact(tmp_path):
+    """Per step [backbone(frame), descriptors, backbone(clip-change image)] (the cache's order); the head sees
+    that vector's projection; padding changes nothing; the frozen projection saves and loads."""
+    from seqvision.flow import FlowStatistics
+    from seqvision.models import fit_clip_change_projection
+
+    keras.utils.set_random_seed(23)
+    rng = np.random.default_rng(24)
+    frames = rng.integers(0, 256, (2, 6, 32, 32, 3)).astype("float32")
+    backbone = build_backbone("cnn", 32, filters=(8,), channels=3, pooling="gap")
+    model = build_video_classifier(backbone, 3, 32, head="trend", feature_diff=True, flow_statistics=FlowStatistics(),
+                                   clip_change=True)
+    projection = model.get_layer("clip_change_pca")
+    assert not projection.trainable
+    projection.set_weights(list(fit_clip_change_projection(rng.standard_normal((30, 8)))))
+    per_step = keras.Model(model.inputs, model.get_layer("features_and_clip_change").output)
+    mask = np.ones((2, 6), bool)
+    images = np.stack([_clip_change_twin(clip, 6) for clip in frames]).astype("float32")
+    embed = lambda x: backbone.predict(x.reshape(-1, 32, 32, 3), verbose=0)  # noqa: E731
+    expected = np.concatenate([embed(frames).reshape(2, 6, -1), np.asarray(FlowStatistics()(frames)),
+                               np.repeat(embed(images)[:, None], 6, axis=1)], axis=-1)
+    np.testing.assert_allclose(np.asarray(per_step({"frames": frames, "mask": mask})), expected, atol=1e-3)
+
+    unpadded = model.predict({"frames": frames, "mask": mask}, verbose=0)
+    loaded = _assert_padding_changes_nothing_and_saves(model, frames, unpadded, 3, tmp_path / "clip_change.keras")
+    np.testing.assert_array_equal(loaded.get_layer("clip_change_pca").get_weights()[0], projection.get_weights()[0])

@@ -237,6 +237,19 @@ def test_embedding_cache_with_flow_statistics_stores_them_after_the_embeddings(t
     assert with_affine.features.shape == with_part.features.shape
 
 
+def _cache_with_statistics(tmp_path, **extras):
+    """A 2-view cache of small frame clips by a counting cnn, with flow statistics and ``extras``:
+    ``(clips, backbone, counting backbone, cache, statistics per step)``."""
+    from seqvision.flow import FlowStatistics
+
+    clips = find_clips(_write_frame_clips(tmp_path / "frames"))
+    model = build_backbone("cnn", IMG, filters=(4, 8), pooling="gap")
+    counting = CountingBackbone(model)
+    cache = get_embedding_cache(clips, counting, {"name": "cnn"}, 4, IMG, tmp_path / "cache", views=2,
+                                flow_stats=FlowStatistics(), **extras)
+    return clips, model, counting, cache, FlowStatistics().compute_output_shape((None, None, IMG, IMG, 3))[-1]
+
+
 def test_embedding_cache_with_the_change_stream_stores_change_embeddings_between(tmp_path):
     """[frame D, change D, statistics F] per step, as the model orders them; a cache without the
     change stream is another cache."""
@@ -245,13 +258,7 @@ def test_embedding_cache_with_the_change_stream_stores_change_embeddings_between
     from seqvision.models import FrameChange
     from seqvision.sampling import view_offsets
 
-    clips = find_clips(_write_frame_clips(tmp_path / "frames"))
-    identity = {"name": "cnn"}
-    model = build_backbone("cnn", IMG, filters=(4, 8), pooling="gap")
-    counting = CountingBackbone(model)
-    cache = get_embedding_cache(clips, counting, identity, 4, IMG, tmp_path / "cache", views=2,
-                                flow_stats=FlowStatistics(), change_stream=True)
-    stats_dim = FlowStatistics().compute_output_shape((None, None, IMG, IMG, 3))[-1]
+    clips, model, counting, cache, stats_dim = _cache_with_statistics(tmp_path, change_stream=True)
     assert cache.features.shape == (6, 2, 4, 16 + stats_dim)
     views, length = load_clip_views(clips[1].path, 4, IMG, view_offsets(2))
     row = cache.rows_for(clips[1:2])[0]
@@ -261,7 +268,7 @@ def test_embedding_cache_with_the_change_stream_stores_change_embeddings_between
                                    model.predict(np.asarray(FrameChange()(frames[None]))[0], verbose=0)], -1)
         np.testing.assert_allclose(cache.features[row, view, :length, :16].astype(np.float32), expected, atol=2e-3)
     plain = CountingBackbone(model)
-    other = get_embedding_cache(clips, plain, identity, 4, IMG, tmp_path / "cache", views=2,
+    other = get_embedding_cache(clips, plain, {"name": "cnn"}, 4, IMG, tmp_path / "cache", views=2,
                                 flow_stats=FlowStatistics())
     assert plain.calls > 0 and other.path != cache.path and other.features.shape[-1] == 8 + stats_dim
     assert counting.frames == 2 * plain.frames  # each frame and its change image, in the same batches
@@ -305,12 +312,19 @@ def test_train_with_the_change_stream_then_evaluate_and_refuse_it_for_the_cnn(tm
     manifest = json.loads(next((tmp_path / "cache" / "embeddings").glob("*/manifest.json")).read_text())
     assert manifest["change_gain"] == 3.0 and manifest["embedding_dim"] == model.get_layer(
         "features_and_flow_statistics").output.shape[-1]
+    _evaluates_and_the_cnn_refuses(runner, run, data, tmp_path, "--change-stream",
+                                   "change stream is for frozen pretrained backbones")
+
+
+def _evaluates_and_the_cnn_refuses(runner, run, data, tmp_path, flag: str, refusal: str) -> None:
+    """``evaluate`` scores the 8 clips of ``data`` with the ``run``; ``train --backbone cnn FLAG`` stops with
+    ``refusal`` before writing a model, without a traceback."""
     result = runner.invoke(main, ["evaluate", str(run), str(data), "--json", "--views", "2"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["n"] == 8
-    refused = runner.invoke(main, ["train", str(data), "--out", str(tmp_path / "cnn"), "--change-stream",
+    refused = runner.invoke(main, ["train", str(data), "--out", str(tmp_path / "cnn"), flag,
                                    "--backbone", "cnn", "--img-size", str(IMG), "--seq-len", "4", "--epochs", "1"])
-    assert refused.exit_code != 0 and "change stream is for frozen pretrained backbones" in refused.output
+    assert refused.exit_code != 0 and refusal in refused.output
     assert "Traceback" not in refused.output and not (tmp_path / "cnn" / "model.keras").exists()
 
 
@@ -509,3 +523,60 @@ def test_fine_tuning_trains_backbone_layers_and_resumes_unfrozen(tmp_path, monke
            and not isinstance(layer, keras.layers.BatchNormalization)]
     assert top and set(top) <= set(changed)  # the unfrozen top layers trained...
     assert set(changed) <= set(top)  # ...and nothing else did: BatchNorm statistics and lower layers kept
+
+
+def test_embedding_cache_with_the_clip_change_stores_each_views_vector_at_every_valid_step(tmp_path):
+    """[frame D, statistics F, clip change D] per step; the clip-change vector is the backbone's embedding of
+    ClipChange of that view's frames, the same at every valid step; a cache without it is another cache."""
+    from seqvision.datasets import load_clip_views
+    from seqvision.flow import FlowStatistics
+    from seqvision.models import ClipChange
+    from seqvision.sampling import view_offsets
+
+    clips, model, counting, cache, stats_dim = _cache_with_statistics(tmp_path, clip_change=True)
+    assert cache.features.shape == (6, 2, 4, 8 + stats_dim + 8) and cache.manifest["clip_change"] is True
+    views, length = load_clip_views(clips[1].path, 4, IMG, view_offsets(2))
+    row = cache.rows_for(clips[1:2])[0]
+    for view in range(2):
+        frames = views[view:view + 1, :length].astype("float32")
+        image = np.asarray(ClipChange()(frames, np.ones((1, length), bool)))
+        expected = model.predict(image, verbose=0)[0]
+        got = cache.features[row, view, :length, -8:].astype(np.float32)
+        np.testing.assert_allclose(got, np.repeat(expected[None], length, axis=0), atol=2e-3)
+    plain = CountingBackbone(model)
+    other = get_embedding_cache(clips, plain, {"name": "cnn"}, 4, IMG, tmp_path / "cache", views=2,
+                                flow_stats=FlowStatistics())
+    assert plain.calls > 0 and other.path != cache.path and other.features.shape[-1] == 8 + stats_dim
+    distinct_views = 0  # a clip of seq_len frames or fewer has one view, embedded once
+    for clip in clips:
+        views, _ = load_clip_views(clip.path, 4, IMG, view_offsets(2))
+        distinct_views += 1 if np.array_equal(views[0], views[1]) else 2
+    assert counting.frames == plain.frames + distinct_views  # one more image per view, in the same batches
+
+
+def test_train_with_the_clip_change_then_evaluate_and_refuse_it_for_the_cnn(tmp_path, monkeypatch):
+    """The head's frozen projection is fitted on the training clips' cached vectors; the frame model gives the
+    head's probabilities; evaluate works; the cnn refuses the option before writing anything."""
+    from seqvision import load_run
+    from seqvision.models import fit_clip_change_projection
+
+    monkeypatch.setenv("SEQVISION_CACHE_DIR", str(tmp_path / "cache"))
+    data = _write_frame_clips(tmp_path / "frames", clips_per_label=4)
+    runner = CliRunner()
+    run = tmp_path / "run"
+    result = runner.invoke(main, ["train", str(data), "--out", str(run), "--backbone", "mobilenet", "--weights", "none",
+                                  "--img-size", str(IMG), "--seq-len", "4", "--epochs", "1", "--val-split", "0",
+                                  "--train-views", "2", "--clip-change"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "config.json").read_text())["clip_change"] is True
+    model = load_run(run).model
+    assert {"clip_change", "clip_change_pca", "flow_statistics"} <= {layer.name for layer in model.layers}
+    cache = open_embedding_cache(next((tmp_path / "cache" / "embeddings").glob("*/manifest.json")).parent)
+    assert cache.manifest["clip_change"] is True
+    dim = model.get_layer("frame_features").output.shape[-1]
+    vectors = np.asarray(cache.features[:, :, 0, -dim:], np.float32).reshape(-1, dim)  # every clip trains
+    kernel, bias = fit_clip_change_projection(vectors)
+    np.testing.assert_allclose(model.get_layer("clip_change_pca").get_weights()[0], kernel, atol=1e-4)
+    np.testing.assert_allclose(model.get_layer("clip_change_pca").get_weights()[1], bias, atol=1e-3)
+    _evaluates_and_the_cnn_refuses(runner, run, data, tmp_path, "--clip-change",
+                                   "--clip-change is for frozen pretrained backbones")
