@@ -138,8 +138,9 @@ class OverValidSteps(layers.Layer):
 
 def fit_clip_change_projection(vectors, components: int = CLIP_CHANGE_COMPONENTS):
     """Principal components of clip-change embeddings ``vectors [N, D]`` (NumPy, training clips only):
-    ``(kernel [D, components], bias [components])`` of the frozen ``Dense`` that projects onto them
-    (centred; the head's BatchNorm scales each). Fewer than ``components`` directions: zero columns."""
+    ``(kernel [D, components], bias [components])`` of the frozen ``Dense`` that projects onto them,
+    centred, not scaled (the default ``trend`` head standardises its inputs). Fewer than ``components``
+    directions: zero columns."""
     import numpy as np
 
     vectors = np.asarray(vectors, np.float64)
@@ -284,8 +285,9 @@ def _temporal_model(sequence, mask, num_classes, units, num_layers, bidirectiona
     """``[B, T, D]`` under ``mask`` -> probabilities; the layers the video and feature models share by name
     (``prefix`` names a second stream's own layers)."""
     if clip_change_dim:
-        projected = layers.Dense(CLIP_CHANGE_COMPONENTS, trainable=False, name=f"{prefix}clip_change_pca")(
-            sequence[..., -clip_change_dim:])
+        # float32 under mixed precision too: the uncentred projection and its bias nearly cancel
+        projected = layers.Dense(CLIP_CHANGE_COMPONENTS, trainable=False, dtype="float32",
+                                 name=f"{prefix}clip_change_pca")(sequence[..., -clip_change_dim:])
         sequence = layers.Concatenate(name=f"{prefix}with_clip_change_components")(
             [sequence[..., :-clip_change_dim], ops.cast(projected, sequence.dtype)])
     x = TemporalDifference(name=f"{prefix}feature_diff")(sequence) if feature_diff else sequence

@@ -470,8 +470,8 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
     dim = cache.features.shape[-1]
     epochs = config.fine_tune_at if config.fine_tune_at is not None else config.epochs
     clip_change_dim = int(backbone.output_shape[-1]) if config.clip_change else 0
-    projection = fit_clip_change_projection(
-        _clip_change_vectors(cache, train_rows, clip_change_dim)) if clip_change_dim else None
+    projection = fit_clip_change_projection(  # no training rows: fit_classifier says so below
+        _clip_change_vectors(cache, train_rows, clip_change_dim)) if clip_change_dim and len(train_rows) else None
 
     def build_head():
         head = build_sequence_classifier(dim, len(labels), "features", clip_change_dim=clip_change_dim,
