@@ -555,17 +555,20 @@ def test_embedding_cache_with_the_clip_change_stores_each_views_vector_at_every_
 
 
 def test_train_with_the_clip_change_then_evaluate_and_refuse_it_for_the_cnn(tmp_path, monkeypatch):
-    """The head's frozen projection is fitted on the training clips' cached vectors; the frame model gives the
-    head's probabilities; evaluate works; the cnn refuses the option before writing anything."""
+    """The head's frozen projection is fitted on the training clips' cached vectors only (not the validation
+    clips'); evaluate works; the cnn refuses the option before writing anything."""
     from seqvision import load_run
     from seqvision.models import fit_clip_change_projection
 
     monkeypatch.setenv("SEQVISION_CACHE_DIR", str(tmp_path / "cache"))
     data = _write_frame_clips(tmp_path / "frames", clips_per_label=4)
+    val = _write_frame_clips(tmp_path / "val", clips_per_label=2)
+    for clip in [c for c in val.glob("*/*") if c.is_dir()]:  # other recording groups than the training clips
+        clip.rename(clip.with_name(clip.name.replace("_g0", "_g1")))
     runner = CliRunner()
     run = tmp_path / "run"
     result = runner.invoke(main, ["train", str(data), "--out", str(run), "--backbone", "mobilenet", "--weights", "none",
-                                  "--img-size", str(IMG), "--seq-len", "4", "--epochs", "1", "--val-split", "0",
+                                  "--img-size", str(IMG), "--seq-len", "4", "--epochs", "1", "--val-dir", str(val),
                                   "--train-views", "2", "--clip-change"])
     assert result.exit_code == 0, result.output
     assert json.loads((run / "config.json").read_text())["clip_change"] is True
@@ -574,9 +577,13 @@ def test_train_with_the_clip_change_then_evaluate_and_refuse_it_for_the_cnn(tmp_
     cache = open_embedding_cache(next((tmp_path / "cache" / "embeddings").glob("*/manifest.json")).parent)
     assert cache.manifest["clip_change"] is True
     dim = model.get_layer("frame_features").output.shape[-1]
-    vectors = np.asarray(cache.features[:, :, 0, -dim:], np.float32).reshape(-1, dim)  # every clip trains
+    train_rows = cache.rows_for(find_clips(data))
+    assert len(train_rows) == 8 and cache.features.shape[0] == 12  # the validation clips are cached too
+    vectors = np.asarray(cache.features[train_rows, :, 0, -dim:], np.float32).reshape(-1, dim)
     kernel, bias = fit_clip_change_projection(vectors)
     np.testing.assert_allclose(model.get_layer("clip_change_pca").get_weights()[0], kernel, atol=1e-4)
     np.testing.assert_allclose(model.get_layer("clip_change_pca").get_weights()[1], bias, atol=1e-3)
+    every_row, _ = fit_clip_change_projection(np.asarray(cache.features[:, :, 0, -dim:], np.float32).reshape(-1, dim))
+    assert np.abs(every_row - kernel).max() > 1e-3  # a fit that saw the validation clips differs
     _evaluates_and_the_cnn_refuses(runner, run, data, tmp_path, "--clip-change",
                                    "--clip-change is for frozen pretrained backbones")
