@@ -34,12 +34,10 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
 import re
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -168,18 +166,11 @@ def make_dataset(out_dir, seed: int = 0, shared_data: str = "/work/shared/data",
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Virtual camera moves (pan / zoom) over real videos.")
-    parser.add_argument("out_dir")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--shared-data", default="/work/shared/data")
-    args = parser.parse_args(argv)
-    start = time.time()
-    try:
-        summary = make_dataset(args.out_dir, seed=args.seed, shared_data=args.shared_data)
-    except (FileNotFoundError, RuntimeError) as error:  # no usable sources: say which and why, no traceback
-        print(f"error: {error}", file=sys.stderr)
+    result = _real_reversal().run_real_cli(make_dataset, "Virtual camera moves (pan / zoom) over real videos.", argv)
+    if result is None:
         return 1
-    print(f"train={summary['train']} test={summary['test']} sources={summary['sources']} ({time.time() - start:.1f}s)")
+    summary, _, seconds = result
+    print(f"train={summary['train']} test={summary['test']} sources={summary['sources']} ({seconds:.1f}s)")
     for path, reason in summary["skipped"].items():
         print(f"  skipped {path}: {reason}")
     return 0

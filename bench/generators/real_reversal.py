@@ -376,21 +376,32 @@ def make_dataset(out_dir, seed: int = 0, shared_data: str = "/work/shared/data",
     }
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Forward/reversed clip classification from real videos.")
+def run_real_cli(make_dataset, description: str, argv=None):
+    """``python GENERATOR.py OUT_DIR [--seed S] [--shared-data DIR]`` for the real-footage generators: calls
+    ``make_dataset``; returns ``(summary, out_dir, seconds)``, or None once a missing or unusable source
+    folder has been reported as one ``error:`` line (no traceback)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("out_dir")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shared-data", default="/work/shared/data")
     args = ap.parse_args(argv)
-    t0 = time.time()
+    start = time.time()
     try:
         summary = make_dataset(args.out_dir, seed=args.seed, shared_data=args.shared_data)
-    except (FileNotFoundError, RuntimeError) as error:  # no usable sources: say which and why, no traceback
+    except (FileNotFoundError, RuntimeError) as error:  # no usable sources: say which and why
         print(f"error: {error}", file=sys.stderr)
+        return None
+    return summary, args.out_dir, time.time() - start
+
+
+def main(argv=None) -> int:
+    result = run_real_cli(make_dataset, "Forward/reversed clip classification from real videos.", argv)
+    if result is None:
         return 1
+    summary, out_dir, seconds = result
     print(f"train={summary['train']} test={summary['test']} labels={summary['labels']} "
-          f"sources={summary['sources']} ({time.time() - t0:.1f}s)")
-    with open(os.path.join(args.out_dir, "sources.csv")) as fh:
+          f"sources={summary['sources']} ({seconds:.1f}s)")
+    with open(os.path.join(out_dir, "sources.csv")) as fh:
         for row in csv.DictReader(fh):
             print(f"  {row['group']} {row['split']:5s} windows={row['windows']:>2s} "
                   f"frames={row['n_frames']:>3s} fps={row['fps']:>7s} {row['source_path']}")
