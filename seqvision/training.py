@@ -507,18 +507,10 @@ def train_head_on_embeddings(config, backbone, train_clips, val_clips, labels, r
     return model, best
 
 
-def _clip_change_vectors(cache, rows, dim: int, chunk: int = 256) -> np.ndarray:
-    """The clip-change embeddings ``[len(rows) * V, dim]`` of every cached view of ``rows`` (the last ``dim``
-    numbers of step 0, where each view's vector sits), read a chunk of rows at a time."""
-    from seqvision.datasets import read_feature_views
-
-    views = cache.features.shape[1]
-    parts = []
-    for start in range(0, len(rows), chunk):
-        part = np.repeat(rows[start:start + chunk], views)
-        parts.append(read_feature_views(cache.features, part, np.tile(np.arange(views), len(part) // views))
-                     [:, 0, -dim:])
-    return np.concatenate(parts)
+def _clip_change_vectors(cache, rows, dim: int) -> np.ndarray:
+    """The clip-change embeddings ``[len(rows) * V, dim]`` of every cached view of ``rows``: the last ``dim``
+    numbers of step 0, where each view's vector sits (only those are read from the cache file)."""
+    return np.asarray(cache.features[rows, :, 0, -dim:], np.float32).reshape(-1, dim)
 
 
 def _refit_head(config, build_head, cache, y, rows, best: dict, run_dir, strategy, resuming):
